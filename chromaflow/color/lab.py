@@ -1,0 +1,119 @@
+"""sRGB <-> CIE Lab conversions and the luminance rule.
+
+Conventions used throughout chromaflow:
+
+* RGB images are ``uint8`` arrays of shape ``(H, W, 3)`` in sRGB order, or
+  ``float32`` in ``[0, 1]``.
+* Lab images are ``float32`` arrays of shape ``(H, W, 3)`` with D65 white:
+  ``L`` in ``[0, 100]`` and ``a``, ``b`` in about ``[-128, 127]``.
+* Chroma (what colorizers predict) is the ``ab`` pair, shape ``(H, W, 2)``.
+* *Gray* is the 8-bit BT.601 luma of sRGB, exactly OpenCV's ``COLOR_RGB2GRAY``
+  (``0.299 R + 0.587 G + 0.114 B``).  This is the grayscale our users feed in
+  and what benchmarks compare against.
+
+The luminance rule: the output's gray is the input's gray.  Colorizers only
+predict chroma; :func:`compose_rgb` turns (gray, ab) into RGB whose gray equals
+the input (to within rounding), reducing saturation where the colour would
+leave the RGB gamut instead of changing brightness.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+#: BT.601 luma weights (R, G, B), the weights of ``cv2.COLOR_RGB2GRAY``.
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """Convert sRGB to Lab.
+
+    Args:
+        rgb: ``(..., H, W, 3)`` ``uint8`` in ``[0, 255]`` or float in ``[0, 1]``.
+
+    Returns:
+        ``float32`` Lab of the same shape: L in ``[0, 100]``, ab in about
+        ``[-128, 127]``.
+    """
+    arr = _to_float01(rgb)
+    if arr.ndim == 3:
+        return cv2.cvtColor(arr, cv2.COLOR_RGB2Lab)
+    flat = arr.reshape(-1, *arr.shape[-3:])
+    out = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2Lab) for f in flat])
+    return out.reshape(arr.shape)
+
+
+def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
+    """Convert Lab to sRGB ``float32`` in ``[0, 1]`` (clipped).
+
+    Args:
+        lab: ``(H, W, 3)`` float Lab (L in ``[0, 100]``, ab in about
+            ``[-128, 127]``).
+    """
+    lab = np.ascontiguousarray(lab, dtype=np.float32)
+    rgb = cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)
+    return np.clip(rgb, 0.0, 1.0)
+
+
+def rgb_to_gray(rgb: np.ndarray) -> np.ndarray:
+    """8-bit BT.601 luma of an ``(H, W, 3)`` ``uint8`` sRGB image (OpenCV RGB2GRAY)."""
+    if rgb.ndim == 2:
+        return rgb
+    return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+
+
+def gray_to_lightness(gray: np.ndarray) -> np.ndarray:
+    """Lab lightness ``L`` in ``[0, 100]`` of neutral sRGB pixels of value ``gray``.
+
+    Args:
+        gray: ``(H, W)`` ``uint8`` gray, or float in ``[0, 1]``.
+
+    Returns:
+        ``(H, W)`` ``float32`` L.
+    """
+    g = _to_float01(gray)
+    # sRGB decoding, then CIE L* of the relative luminance (Y of a neutral = g_lin).
+    lin = np.where(g <= 0.04045, g / 12.92, ((g + 0.055) / 1.055) ** 2.4)
+    f = np.where(lin > 0.008856, np.cbrt(lin), 7.787 * lin + 16.0 / 116.0)
+    return (116.0 * f - 16.0).astype(np.float32)
+
+
+def compose_rgb(gray: np.ndarray, ab: np.ndarray) -> np.ndarray:
+    """Combine the input gray with predicted chroma into an sRGB frame.
+
+    The result's BT.601 gray equals ``gray`` to within rounding (at most one
+    level after OpenCV's RGB2GRAY): the colour of ``(L(gray), a, b)`` is taken
+    as an offset from its own luma, and that offset is added to the input gray,
+    scaled down per pixel just enough to stay inside ``[0, 255]``.
+
+    Args:
+        gray: ``(H, W)`` ``uint8`` input gray.
+        ab: ``(H, W, 2)`` float chroma (a, b in about ``[-128, 127]``), same
+            size as ``gray``.
+
+    Returns:
+        ``(H, W, 3)`` ``uint8`` sRGB.
+    """
+    if gray.shape != ab.shape[:2]:
+        raise ValueError(f"gray {gray.shape} and ab {ab.shape[:2]} differ in size")
+    lab = np.empty(gray.shape + (3,), np.float32)
+    lab[..., 0] = gray_to_lightness(gray)
+    lab[..., 1:] = ab
+    rgb = lab_to_rgb(lab) * 255.0
+    luma = rgb @ LUMA_WEIGHTS
+    offset = rgb - luma[..., None]  # zero-luma chroma offset
+    y = gray.astype(np.float32)[..., None]
+    # Largest s in [0, 1] with 0 <= y + s * offset <= 255 for every channel.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        up = np.where(offset > 1e-6, (255.0 - y) / offset, np.inf)
+        down = np.where(offset < -1e-6, -y / offset, np.inf)
+    s = np.clip(np.minimum(up, down).min(axis=-1, keepdims=True), 0.0, 1.0)
+    out = y + s * offset
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _to_float01(img: np.ndarray) -> np.ndarray:
+    if img.dtype == np.uint8:
+        return img.astype(np.float32) / 255.0
+    return np.ascontiguousarray(img, dtype=np.float32)
