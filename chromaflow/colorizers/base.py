@@ -1,0 +1,52 @@
+"""The interface every colorizer implements.
+
+A colorizer maps gray frames (as Lab lightness) plus :class:`Conditions` to
+chroma.  It knows nothing of files, videos or resolution policy: the pipeline
+resizes frames to the colorizer's working size, calls it on batches, and
+upsamples the chroma along the full-resolution luminance edges.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import numpy as np
+
+from chromaflow.guidance.conditions import Conditions
+
+
+class Colorizer(ABC):
+    """Predicts chroma for gray frames.
+
+    Attributes:
+        name: short identifier shown to users and in benchmark tables.
+        max_side: preferred working resolution (longer side in pixels), or
+            ``None`` to receive frames at full resolution.
+    """
+
+    name: str = "colorizer"
+    max_side: int | None = 512
+
+    @abstractmethod
+    def colorize(
+        self,
+        lightness: np.ndarray,
+        frame_indices: Sequence[int],
+        conditions: Conditions,
+    ) -> np.ndarray:
+        """Predict chroma for a batch of frames.
+
+        Args:
+            lightness: ``(T, h, w)`` ``float32`` Lab L in ``[0, 100]``.
+            frame_indices: the position of each frame in the video (``T`` ints),
+                so time-aware colorizers can weigh references by distance.
+            conditions: references, palette, prompt and seed.
+
+        Returns:
+            ``(T, h, w, 2)`` ``float32`` Lab ab, about ``[-128, 127]``.
+        """
+
+    def describe(self, conditions: Conditions) -> str:
+        """One line telling the user what this colorizer will do."""
+        return self.name

@@ -1,0 +1,125 @@
+"""Global colour palettes: parsing user specs and extracting them from images.
+
+A palette is a small set of sRGB colours (5 by default, as in the palette
+guidance paper) that steers the whole video.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from chromaflow.color.lab import rgb_to_lab
+from chromaflow.errors import InputError, NotAvailableError
+
+PALETTE_SIZE = 5
+_HEX = re.compile(r"^#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})$")
+
+
+@dataclass(frozen=True)
+class Palette:
+    """A palette of ``K`` colours.
+
+    Attributes:
+        rgb: ``(K, 3)`` ``uint8`` sRGB colours.
+        weights: ``(K,)`` ``float32`` share of each colour (sums to 1).
+    """
+
+    rgb: np.ndarray
+    weights: np.ndarray
+
+    @property
+    def lab(self) -> np.ndarray:
+        """``(K, 3)`` ``float32`` Lab (L in [0, 100], ab in about [-128, 127])."""
+        return rgb_to_lab(self.rgb.reshape(1, -1, 3)).reshape(-1, 3)
+
+    def hex(self) -> list[str]:
+        return ["#%02x%02x%02x" % tuple(int(v) for v in c) for c in self.rgb]
+
+
+def parse_hex_list(spec: str, max_colors: int = PALETTE_SIZE) -> Palette:
+    """Parse ``"#aa3311,#2040ff,..."`` (commas or spaces; ``#`` optional; 3 or 6 digits)."""
+    items = [s for s in re.split(r"[,\s]+", spec.strip()) if s]
+    if not items:
+        raise InputError("empty palette")
+    if len(items) > max_colors:
+        raise InputError(f"palette has {len(items)} colors; at most {max_colors} are allowed")
+    colors = []
+    for item in items:
+        m = _HEX.match(item)
+        if not m:
+            raise InputError(f"invalid hex color in palette: {item!r} (expected e.g. #1f6fb2)")
+        digits = m.group(1)
+        if len(digits) == 3:
+            digits = "".join(d * 2 for d in digits)
+        colors.append([int(digits[i : i + 2], 16) for i in (0, 2, 4)])
+    rgb = np.array(colors, np.uint8)
+    return Palette(rgb, np.full(len(rgb), 1.0 / len(rgb), np.float32))
+
+
+def palette_from_image(rgb: np.ndarray, k: int = PALETTE_SIZE, seed: int = 0) -> Palette:
+    """K-means (in Lab) of an image's colours.
+
+    Args:
+        rgb: ``(H, W, 3)`` ``uint8`` sRGB.
+        k: number of colours.
+        seed: k-means seed (the result is deterministic for a seed).
+
+    Returns:
+        The ``k`` cluster centres, ordered from the largest cluster to the smallest.
+    """
+    h, w = rgb.shape[:2]
+    scale = min(1.0, 160.0 / max(h, w))
+    small = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    lab = rgb_to_lab(small).reshape(-1, 3).astype(np.float32)
+    k = min(k, len(lab))
+    cv2.setRNGSeed(seed)
+    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 50, 0.1)
+    _, labels, centers = cv2.kmeans(lab, k, None, criteria, 4, cv2.KMEANS_PP_CENTERS)
+    counts = np.bincount(labels.ravel(), minlength=k).astype(np.float32)
+    order = np.argsort(-counts, kind="stable")
+    centers_lab = centers[order].reshape(1, k, 3)
+    rgb_c = cv2.cvtColor(centers_lab, cv2.COLOR_Lab2RGB)
+    rgb_c = np.clip(np.rint(rgb_c.reshape(k, 3) * 255.0), 0, 255).astype(np.uint8)
+    return Palette(rgb_c, counts[order] / counts.sum())
+
+
+def is_grayscale_image(rgb: np.ndarray, chroma: float = 3.0, fraction: float = 0.01) -> bool:
+    """True when fewer than ``fraction`` of pixels have a Lab chroma above ``chroma``.
+
+    A gray image saved in colour (or a sepia-free scan) has ``sqrt(a^2+b^2)``
+    near 0 everywhere; even a dull colour photo exceeds 3 on many pixels.
+    """
+    lab = rgb_to_lab(rgb)
+    c = np.hypot(lab[..., 1], lab[..., 2])
+    return float((c > chroma).mean()) < fraction
+
+
+def parse_palette_spec(spec: str, seed: int = 0) -> Palette:
+    """Turn ``--palette SPEC`` into a :class:`Palette`.
+
+    SPEC is a list of hex colours or the path to an image (k-means of its colours).
+
+    Raises:
+        InputError: invalid colours, too many colours, unreadable or gray image.
+        NotAvailableError: ``auto`` and ``tags`` (they arrive with the model).
+    """
+    spec = spec.strip()
+    if spec in {"auto", "tags"}:
+        raise NotAvailableError(f"--palette {spec} is not available yet: give hex colors or an image path")
+    path = Path(spec)
+    if path.suffix and path.exists():
+        from chromaflow.io.source import open_source  # local import: io depends on nothing here
+
+        with open_source(path) as src:
+            rgb = next(iter(src)).rgb
+        if is_grayscale_image(rgb):
+            raise InputError(f"palette image {path} is grayscale: it has no colors to take")
+        return palette_from_image(rgb, seed=seed)
+    if path.suffix.lower() in {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}:
+        raise InputError(f"palette image not found: {path}")
+    return parse_hex_list(spec)

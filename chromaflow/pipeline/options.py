@@ -1,0 +1,41 @@
+"""Typed options of a colorization run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ReferenceSpec:
+    """``--reference PATH [--reference-frame N]``: a colour image, optionally a frame of the video."""
+
+    path: Path
+    frame: int | None = None
+
+
+@dataclass(frozen=True)
+class ColorizeOptions:
+    """Options of :func:`chromaflow.colorize`.
+
+    Attributes:
+        references: colour references (exemplars).
+        palette: ``--palette`` spec (hex colours or an image path), or ``None``.
+        prompt: text prompt, or ``None``.
+        seed: seed for every random choice (same input + options + seed = same output).
+        overwrite: replace an existing output.
+        crf: x264 quality for video outputs; 0 is lossless 4:4:4 (the default).
+        fps: frame rate of a video written from a frame directory (default 25).
+        batch_size: frames colorized per call (bounds memory).
+        progress: show a progress bar (only when stderr is a terminal).
+    """
+
+    references: tuple[ReferenceSpec, ...] = field(default_factory=tuple)
+    palette: str | None = None
+    prompt: str | None = None
+    seed: int = 0
+    overwrite: bool = False
+    crf: int = 0
+    fps: float | None = None
+    batch_size: int = 8
+    progress: bool = True
