@@ -6,6 +6,11 @@ Every mode colorizes the clip's grayscale version (OpenCV RGB2GRAY):
 * ``auto``: no guidance at all.
 * ``exemplar``: the ground-truth first frame as ``--reference --reference-frame 0``.
 * ``palette``: the 5-colour palette (k-means in Lab) of the ground-truth first frame.
+
+Ablations of the temporal engine, with the ``exemplar`` conditions:
+
+* ``exemplar-warp``: forward warping from the reference only, no correction;
+* ``exemplar-forward``: forward propagation with correction, no backward fusion.
 """
 
 from __future__ import annotations
@@ -14,13 +19,25 @@ import numpy as np
 
 from chromaflow.guidance.conditions import Conditions, Reference
 from chromaflow.guidance.palette import palette_from_image
+from chromaflow.pipeline.engine import EngineOptions
 
-MODES = ("gray", "auto", "exemplar", "palette")
+MODES = ("gray", "auto", "exemplar", "palette", "exemplar-warp", "exemplar-forward")
+
+#: Engine options of each ablation mode (other modes use the defaults).
+ABLATIONS = {
+    "exemplar-warp": EngineOptions(backward=False, correct=False),
+    "exemplar-forward": EngineOptions(backward=False),
+}
+
+
+def engine_options_for_mode(mode: str) -> EngineOptions:
+    """The engine options a mode runs with."""
+    return ABLATIONS.get(mode, EngineOptions())
 
 
 def conditions_for_mode(mode: str, first_gt_frame: np.ndarray, seed: int = 0) -> Conditions:
     """Conditions of a benchmark mode, built from the clip's first ground-truth frame."""
-    if mode == "exemplar":
+    if mode.startswith("exemplar"):
         return Conditions(references=(Reference(first_gt_frame, frame=0),), seed=seed)
     if mode == "palette":
         return Conditions(palette=palette_from_image(first_gt_frame, seed=seed), seed=seed)

@@ -15,11 +15,12 @@ import json
 import logging
 import math
 import multiprocessing as mp
+import queue as queue_module
 import resource
 import time
 import traceback
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ import cv2
 import numpy as np
 
 from chromaflow.bench.evaluate import list_clips
-from chromaflow.bench.modes import MODES, conditions_for_mode
+from chromaflow.bench.modes import MODES, conditions_for_mode, engine_options_for_mode
 from chromaflow.color.lab import rgb_to_gray
 from chromaflow.errors import ChromaflowError, InputError
 from chromaflow.io.source import Frame, FrameSource, open_source
@@ -60,35 +61,24 @@ class BenchOptions:
 
 
 class GrayInput(FrameSource):
-    """The gray version of a ground-truth source; remembers the GT frames it handed out.
-
-    The colorizer pulls gray frames a batch ahead of the consumer, so the GT
-    frames wait in :attr:`pending` (at most one batch) until :meth:`pop_gt`.
-    """
+    """The gray version (OpenCV RGB2GRAY) of a ground-truth source, optionally truncated."""
 
     def __init__(self, gt: FrameSource, max_frames: int | None) -> None:
         self._gt = gt
         n = gt.info.n_frames if max_frames is None else min(max_frames, gt.info.n_frames)
-        from dataclasses import replace
-
         self.info = replace(gt.info, n_frames=n, audio_streams=0)
-        self.pending: dict[int, np.ndarray] = {}
 
     def __iter__(self) -> Iterator[Frame]:
         for frame in self._gt:
             if frame.index >= self.info.n_frames:
                 break
-            self.pending[frame.index] = frame.rgb
             gray = rgb_to_gray(frame.rgb)
             yield Frame(frame.index, np.repeat(gray[..., None], 3, axis=2), frame.pts)
-
-    def pop_gt(self, index: int) -> np.ndarray:
-        return self.pending.pop(index)
 
 
 def run_job(clip: Path, mode: str, options: BenchOptions) -> dict[str, Any]:
     """Colorize one clip in one mode and measure it (runs in a child process)."""
-    from chromaflow.pipeline.colorize import colorize_frames, select_colorizer
+    from chromaflow.pipeline.colorize import build_engine
 
     lpips_net = None
     if options.lpips:
@@ -108,9 +98,10 @@ def run_job(clip: Path, mode: str, options: BenchOptions) -> dict[str, Any]:
             frames: Iterator[tuple[Frame, np.ndarray]] = ((f, f.rgb) for f in source)
             name = "gray"
         else:
-            colorizer = select_colorizer(conditions)
-            name = colorizer.name
-            frames = colorize_frames(source, colorizer, conditions)
+            engine = build_engine(conditions, engine_options_for_mode(mode))
+            name = engine.colorizer.name if engine.colorizer is not None else "references"
+            frames = engine.run(source, conditions)
+        gt_frames = iter(gt_source)
         count = 0
         while True:
             t0 = time.perf_counter()
@@ -119,10 +110,12 @@ def run_job(clip: Path, mode: str, options: BenchOptions) -> dict[str, Any]:
             if item is None:
                 break
             frame, rgb = item
-            gt = source.pop_gt(frame.index)
-            metrics.update(rgb, gt)
+            gt = next(gt_frames)
+            if gt.index != frame.index:
+                raise RuntimeError(f"frame order broken: got {frame.index}, expected {gt.index}")
+            metrics.update(rgb, gt.rgb)
             if frame.index in sheet_idx:
-                samples[frame.index] = {"gray": _thumb(frame.rgb), "result": _thumb(rgb), "gt": _thumb(gt)}
+                samples[frame.index] = {"gray": _thumb(frame.rgb), "result": _thumb(rgb), "gt": _thumb(gt.rgb)}
             count += 1
     result = metrics.result()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -159,7 +152,20 @@ def run_isolated(clip: Path, mode: str, options: BenchOptions) -> tuple[str, Any
     proc = ctx.Process(target=_job_entry, args=(queue, clip, mode, options))
     proc.start()
     try:
-        status, payload = queue.get()
+        while True:
+            try:
+                status, payload = queue.get(timeout=0.5)
+                break
+            except queue_module.Empty:
+                if proc.is_alive():
+                    continue
+                # The child is gone: take a result it put just before exiting, if any;
+                # a child killed (out of memory, a crash in native code) put none.
+                try:
+                    status, payload = queue.get(timeout=1.0)
+                except queue_module.Empty:
+                    status, payload = "error", f"the job process died (exit code {proc.exitcode}) without a result"
+                break
     finally:
         proc.join()
     return status, payload

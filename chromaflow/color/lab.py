@@ -72,11 +72,16 @@ def gray_to_lightness(gray: np.ndarray) -> np.ndarray:
     Returns:
         ``(H, W)`` ``float32`` L.
     """
-    g = _to_float01(gray)
-    # sRGB decoding, then CIE L* of the relative luminance (Y of a neutral = g_lin).
-    lin = np.where(g <= 0.04045, g / 12.92, ((g + 0.055) / 1.055) ** 2.4)
-    f = np.where(lin > 0.008856, np.cbrt(lin), 7.787 * lin + 16.0 / 116.0)
-    return (116.0 * f - 16.0).astype(np.float32)
+    if gray.dtype == np.uint8:
+        return _LIGHTNESS_OF_GRAY[gray]
+    g = np.ascontiguousarray(gray, dtype=np.float32)
+    return cv2.cvtColor(np.repeat(g[..., None], 3, axis=-1), cv2.COLOR_RGB2Lab)[..., 0]
+
+
+# L of the 256 neutral 8-bit grays, with the same conversion as rgb_to_lab.
+_LIGHTNESS_OF_GRAY = cv2.cvtColor(
+    np.repeat((np.arange(256, dtype=np.float32) / 255.0).reshape(1, 256, 1), 3, axis=2), cv2.COLOR_RGB2Lab
+)[0, :, 0].copy()
 
 
 def compose_rgb(gray: np.ndarray, ab: np.ndarray) -> np.ndarray:
@@ -100,16 +105,19 @@ def compose_rgb(gray: np.ndarray, ab: np.ndarray) -> np.ndarray:
     lab = np.empty(gray.shape + (3,), np.float32)
     lab[..., 0] = gray_to_lightness(gray)
     lab[..., 1:] = ab
-    rgb = lab_to_rgb(lab) * 255.0
-    luma = rgb @ LUMA_WEIGHTS
-    offset = rgb - luma[..., None]  # zero-luma chroma offset
-    y = gray.astype(np.float32)[..., None]
-    # Largest s in [0, 1] with 0 <= y + s * offset <= 255 for every channel.
-    with np.errstate(divide="ignore", invalid="ignore"):
-        up = np.where(offset > 1e-6, (255.0 - y) / offset, np.inf)
-        down = np.where(offset < -1e-6, -y / offset, np.inf)
-    s = np.clip(np.minimum(up, down).min(axis=-1, keepdims=True), 0.0, 1.0)
-    out = y + s * offset
+    rgb = cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)
+    luma = cv2.transform(rgb, LUMA_WEIGHTS.reshape(1, 3))
+    y = gray.astype(np.float32)
+    # Per channel, the zero-luma offset of the colour (on the 0-255 scale) and the
+    # largest s in [0, 1] that keeps y + s * offset inside [0, 255].
+    offsets = [(c - luma) * 255.0 for c in cv2.split(rgb)]
+    s = np.ones_like(y)
+    for o in offsets:
+        room = np.where(o > 0, 255.0 - y, -y)
+        limit = np.divide(room, o, out=np.ones_like(y), where=np.abs(o) > 1e-6)
+        np.minimum(s, limit, out=s)
+    np.maximum(s, 0.0, out=s)
+    out = cv2.merge([y + s * o for o in offsets])
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 

@@ -68,9 +68,13 @@ def lut_from_image(rgb: np.ndarray, max_side: int = 256) -> np.ndarray:
 
 
 def lut_from_palette(palette: Palette) -> np.ndarray:
-    """Chroma table interpolating the palette's colours by their lightness."""
-    lab = palette.lab
-    return chroma_lut(lab[:, 0], lab[:, 1:], palette.weights)
+    """Chroma table interpolating the palette's colours by their lightness.
+
+    Like :func:`lut_from_image`, each colour is keyed by the lightness of its
+    gray (what a gray frame shows where that colour was), not by its own CIE L.
+    """
+    light = gray_to_lightness(rgb_to_gray(palette.rgb.reshape(1, -1, 3))).reshape(-1)
+    return chroma_lut(light, palette.lab[:, 1:], palette.weights)
 
 
 def apply_lut(lightness: np.ndarray, table: np.ndarray) -> np.ndarray:

@@ -181,7 +181,7 @@ class _AudioCopier:
         self._map: dict[int, tuple[av.AudioStream, str, object]] = {}
         streams = list(self._in.streams.audio)
         for s in streams:
-            name = s.codec_context.name
+            name = s.codec_context.codec.canonical_name
             if allowed is None or name in allowed:
                 self._map[s.index] = (out.add_stream_from_template(s), "copy", None)
             else:

@@ -1,9 +1,8 @@
-"""Orchestration of a colorization run: source -> colorizer -> sink.
+"""Orchestration of a colorization run: source -> temporal engine -> sink.
 
-The pipeline only moves frames: it converts them to gray, resizes them to the
-colorizer's working size, calls the colorizer on small batches, upsamples the
-chroma along the luminance edges, composes RGB that keeps the input's gray,
-and streams the result to the sink.  Memory is bounded by the batch size.
+The pipeline turns options into conditions (references, palette), picks the
+keyframe colorizer, and streams the engine's frames into the sink with a
+progress bar; the engine (:mod:`chromaflow.pipeline.engine`) does the work.
 """
 
 from __future__ import annotations
@@ -14,11 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from chromaflow.color.lab import compose_rgb, gray_to_lightness, rgb_to_gray
-from chromaflow.color.upsample import guided_upsample
 from chromaflow.colorizers.base import Colorizer
 from chromaflow.colorizers.luminance_lut import LuminanceLUTColorizer
 from chromaflow.errors import ChromaflowError, InputError, NotAvailableError
@@ -26,7 +22,8 @@ from chromaflow.guidance.conditions import Conditions
 from chromaflow.guidance.palette import parse_palette_spec
 from chromaflow.guidance.references import load_reference
 from chromaflow.io.sink import check_output_path, open_sink
-from chromaflow.io.source import Frame, FrameSource, is_probably_color, open_source
+from chromaflow.io.source import Frame, FrameSource, open_source
+from chromaflow.pipeline.engine import EngineOptions, TemporalEngine
 from chromaflow.pipeline.options import ColorizeOptions
 from chromaflow.progress import track
 
@@ -61,8 +58,8 @@ def build_conditions(options: ColorizeOptions, source: FrameSource) -> Condition
     return Conditions(references=refs, palette=palette, prompt=prompt, seed=options.seed)
 
 
-def select_colorizer(conditions: Conditions) -> Colorizer:
-    """The colorizer that serves these conditions.
+def select_colorizer(conditions: Conditions) -> Colorizer | None:
+    """The colorizer that colours keyframes for these conditions (``None``: references do).
 
     Raises:
         NotAvailableError: prompt-driven or automatic colorization was asked
@@ -73,7 +70,9 @@ def select_colorizer(conditions: Conditions) -> Colorizer:
             "--prompt is not available yet: it needs the text-conditioned colorization model; "
             "use --reference or --palette for now"
         )
-    if conditions.references or conditions.palette is not None:
+    if conditions.references:
+        return None
+    if conditions.palette is not None:
         return LuminanceLUTColorizer()
     raise NotAvailableError(
         "automatic colorization is not available yet: no colorization model is installed; "
@@ -81,58 +80,50 @@ def select_colorizer(conditions: Conditions) -> Colorizer:
     )
 
 
+def build_engine(conditions: Conditions, options: EngineOptions | None = None) -> TemporalEngine:
+    """The temporal engine for these conditions, with the default fill step and flow."""
+    from chromaflow.fill.levin import LevinFill
+    from chromaflow.temporal.flow import DISFlow
+
+    return TemporalEngine(
+        fill=LevinFill(max_pixels=6000),
+        flow=DISFlow("fast"),
+        colorizer=select_colorizer(conditions),
+        options=options or EngineOptions(),
+    )
+
+
 def colorize_frames(
     source: FrameSource,
-    colorizer: Colorizer,
     conditions: Conditions,
-    batch_size: int = 8,
+    options: EngineOptions | None = None,
+    engine: TemporalEngine | None = None,
 ) -> Iterator[tuple[Frame, np.ndarray]]:
-    """Colorize a source frame by frame.
+    """Colorize a source with the temporal engine.
 
     Yields:
-        ``(frame, rgb)``: the source frame and its colorized ``(H, W, 3)``
-        ``uint8`` sRGB version, whose gray equals the source frame's gray.
+        ``(frame, rgb)`` in frame order: the frame's index and timing (its
+        ``rgb`` is the input gray) and the colorized ``(H, W, 3)`` ``uint8``
+        sRGB frame, whose gray equals the input's gray.
     """
-    warned = False
-    batch: list[tuple[Frame, np.ndarray]] = []
-    for frame in source:
-        if not warned and is_probably_color(frame.rgb):
-            log.warning("the input is in color: converting it to grayscale first")
-            warned = True
-        batch.append((frame, rgb_to_gray(frame.rgb)))
-        if len(batch) >= batch_size:
-            yield from _colorize_batch(batch, colorizer, conditions)
-            batch = []
-    if batch:
-        yield from _colorize_batch(batch, colorizer, conditions)
+    engine = engine or build_engine(conditions, options)
+    yield from engine.run(source, conditions)
 
 
-def _colorize_batch(
-    batch: list[tuple[Frame, np.ndarray]], colorizer: Colorizer, conditions: Conditions
-) -> Iterator[tuple[Frame, np.ndarray]]:
-    h, w = batch[0][1].shape
-    size = _working_size(w, h, colorizer.max_side)
-    small = [g if size == (w, h) else cv2.resize(g, size, interpolation=cv2.INTER_AREA) for _, g in batch]
-    lightness = np.stack([gray_to_lightness(g) for g in small])
-    ab_small = colorizer.colorize(lightness, [f.index for f, _ in batch], conditions)
-    for (frame, gray), ab in zip(batch, ab_small):
-        if ab.shape[:2] != (h, w):
-            ab = guided_upsample(ab, gray)
-        yield frame, compose_rgb(gray, ab)
-
-
-def _working_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
-    if max_side is None or max(width, height) <= max_side:
-        return width, height
-    scale = max_side / max(width, height)
-    return max(1, round(width * scale)), max(1, round(height * scale))
+def describe(conditions: Conditions) -> str:
+    """One line saying how the colours are chosen."""
+    if conditions.references:
+        n = len(conditions.references)
+        return f"{n} reference{'s' if n > 1 else ''}, propagated along the motion"
+    if conditions.palette is not None:
+        return "the palette (luminance-keyed transfer on keyframes), propagated along the motion"
+    return "automatic"
 
 
 def colorize(
     input: str | Path,
     output: str | Path,
     options: ColorizeOptions | None = None,
-    colorizer: Colorizer | None = None,
 ) -> ColorizeResult:
     """Colorize a video file, a frame directory or an image into ``output``.
 
@@ -147,13 +138,13 @@ def colorize(
     out_path = check_output_path(output, options.overwrite, in_path)
     with open_source(in_path, fps=options.fps) as source:
         conditions = build_conditions(options, source)
-        colorizer = colorizer or select_colorizer(conditions)
-        log.info("colorizing %d frames with %s", source.info.n_frames, colorizer.describe(conditions))
+        engine = build_engine(conditions, options.engine)
+        log.info("colorizing %d frames from %s", source.info.n_frames, describe(conditions))
         audio = in_path if source.info.audio_streams else None
         names = source.info.names
         start = time.perf_counter()
         with open_sink(out_path, source.info, options.overwrite, audio_from=audio, crf=options.crf) as sink:
-            frames = colorize_frames(source, colorizer, conditions, options.batch_size)
+            frames = engine.run(source, conditions)
             for frame, rgb in track(frames, source.info.n_frames, "colorizing", options.progress):
                 sink.write(rgb, frame.pts, names[frame.index] if frame.index < len(names) else None)
             if sink.frames_written == 0:
@@ -163,7 +154,7 @@ def colorize(
                     "decoded %d of the %d frames the input announces", sink.frames_written, source.info.n_frames
                 )
         seconds = time.perf_counter() - start
-    return ColorizeResult(out_path, sink.frames_written, seconds, colorizer.name)
+    return ColorizeResult(out_path, sink.frames_written, seconds, "temporal-engine")
 
 
 __all__ = [

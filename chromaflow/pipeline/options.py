@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chromaflow.pipeline.engine import EngineOptions
+
 
 @dataclass(frozen=True)
 class ReferenceSpec:
@@ -26,7 +28,7 @@ class ColorizeOptions:
         overwrite: replace an existing output.
         crf: x264 quality for video outputs; 0 is lossless 4:4:4 (the default).
         fps: frame rate of a video written from a frame directory (default 25).
-        batch_size: frames colorized per call (bounds memory).
+        engine: options of the temporal engine (working size, keyframes, ablations).
         progress: show a progress bar (only when stderr is a terminal).
     """
 
@@ -37,5 +39,5 @@ class ColorizeOptions:
     overwrite: bool = False
     crf: int = 0
     fps: float | None = None
-    batch_size: int = 8
+    engine: EngineOptions = field(default_factory=EngineOptions)
     progress: bool = True

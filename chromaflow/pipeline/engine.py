@@ -1,0 +1,410 @@
+"""The temporal consistency engine: colour a few frames well, carry their colours along the motion.
+
+One path serves every mode:
+
+1. **Analysis** (a first pass over the frames, tiny memory): frame signatures,
+   scene cuts, and the keyframes of every shot (first and last frame, the
+   frames that add most dissimilarity, no gap longer than ``max_gap``).
+2. **Anchors**: frames whose colours are known before propagation: reference
+   frames (their colours are given), or keyframes coloured by the colorizer
+   (jointly, per shot) or, for shots no reference frame reaches, by semantic
+   correspondence with the reference photo.  In exemplar mode the remaining
+   keyframes become *derived* anchors: their colours are the propagated ones,
+   corrected once with the help of correspondence, then carried both ways.
+3. **Propagation** (a second pass): chroma is carried forward from the
+   previous anchor and backward from the next one along DIS flow, each step
+   keeping the smaller of the carried confidence and the warp's reliability;
+   the two candidates are fused by confidence and temporal distance; where
+   confidence stays low the fill step re-colours from the reliable pixels.
+
+Frames between two anchors wait in a :class:`~chromaflow.pipeline.buffer.SpillList`
+that spills to disk past a budget, so memory does not grow with the video.
+Everything runs at a working resolution; chroma is brought back to full size
+along the luminance edges and composed with the input gray.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from chromaflow.color.lab import compose_rgb, gray_to_lightness, rgb_to_gray, rgb_to_lab
+from chromaflow.color.upsample import guided_upsample
+from chromaflow.colorizers.base import Colorizer
+from chromaflow.fill.base import ChromaFill
+from chromaflow.guidance.conditions import Conditions, Reference
+from chromaflow.io.source import Frame, FrameSource, is_probably_color
+from chromaflow.pipeline.buffer import SpillList
+from chromaflow.temporal.keyframes import select_keyframes
+from chromaflow.temporal.propagation import carry, fuse
+from chromaflow.temporal.reliability import warp_reliability
+from chromaflow.temporal.shots import Signature, detect_cuts, frame_signature, shot_ranges
+
+log = logging.getLogger("chromaflow")
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Options of the temporal engine.
+
+    Attributes:
+        work_max_side: longer side of the working resolution (flow, chroma).
+        backward: also carry colours backward from the next anchor and fuse
+            (``False``: forward only, an ablation).
+        correct: re-colour unreliable pixels with the fill step (``False``:
+            plain warping, an ablation).
+        max_gap: largest gap in frames between keyframes.
+        correction_threshold: confidence under which a pixel is re-coloured.
+        min_correction_fraction: skip the fill when fewer pixels than this
+            fraction are unreliable.
+        fill_confidence: confidence given to re-coloured pixels.
+        keyframes: user-given keyframe indices.
+        memory_budget_mb: frames held in memory between anchors before spilling to disk.
+    """
+
+    work_max_side: int = 384
+    backward: bool = True
+    correct: bool = True
+    max_gap: int = 48
+    correction_threshold: float = 0.3
+    min_correction_fraction: float = 0.002
+    fill_confidence: float = 0.6
+    keyframes: tuple[int, ...] = ()
+    memory_budget_mb: int = 384
+
+
+@dataclass
+class ShotPlan:
+    """The anchors of one shot ``[start, stop)``."""
+
+    start: int
+    stop: int
+    keyframes: list[int]
+    anchors: list[int] = field(default_factory=list)
+    precomputed: set[int] = field(default_factory=set)
+
+
+@dataclass
+class Plan:
+    n_frames: int
+    shots: list[ShotPlan]
+    is_color: bool
+
+
+class TemporalEngine:
+    """Colours a whole source with temporal consistency.
+
+    Args:
+        fill: the fill step used for correction.
+        flow: a flow estimator ``(src_gray, dst_gray) -> (H, W, 2)`` with a
+            ``pair(a, b)`` method (see :mod:`chromaflow.temporal.flow`).
+        colorizer: colours keyframes when no reference is given.
+        matcher: semantic matcher for references that are not frames of the
+            video (built lazily when needed).
+        options: :class:`EngineOptions`.
+    """
+
+    def __init__(
+        self,
+        fill: ChromaFill,
+        flow,
+        colorizer: Colorizer | None = None,
+        matcher=None,
+        options: EngineOptions | None = None,
+    ) -> None:
+        self.fill = fill
+        self.flow = flow
+        self.colorizer = colorizer
+        self._matcher = matcher
+        self.options = options or EngineOptions()
+
+    # ------------------------------------------------------------------ plan
+    def analyse(self, source: FrameSource, conditions: Conditions) -> Plan:
+        """First pass: signatures, shots, keyframes and anchor positions."""
+        sigs: list[Signature] = []
+        is_color = False
+        for frame in source:
+            if not is_color and frame.index < 3 and is_probably_color(frame.rgb):
+                is_color = True
+            sigs.append(frame_signature(self._work_gray(rgb_to_gray(frame.rgb))))
+        n = len(sigs)
+        if n == 0:
+            return Plan(0, [], is_color)
+        cuts = detect_cuts(sigs)
+        ref_frames = sorted({r.frame for r in conditions.references if r.frame is not None and r.frame < n})
+        forced = set(ref_frames) | {k for k in self.options.keyframes if 0 <= k < n}
+        exemplar = bool(conditions.references)
+        shots = []
+        for start, stop in shot_ranges(cuts, n):
+            kf = select_keyframes(sigs[start:stop], start, max_gap=self.options.max_gap, forced=forced)
+            shot = ShotPlan(start, stop, kf)
+            if exemplar:
+                own = [f for f in ref_frames if start <= f < stop]
+                shot.precomputed = set(own)
+                if not own:
+                    shot.precomputed = {-1}  # placeholder: the best-matching keyframe, chosen in color_anchors
+            else:
+                shot.precomputed = set(kf)
+            shots.append(shot)
+        log.info(
+            "%d frames, %d shot%s, %d keyframes",
+            n,
+            len(shots),
+            "" if len(shots) == 1 else "s",
+            sum(len(s.keyframes) for s in shots),
+        )
+        return Plan(n, shots, is_color)
+
+    # --------------------------------------------------------------- anchors
+    def color_anchors(
+        self, source: FrameSource, plan: Plan, conditions: Conditions
+    ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Colours of the precomputed anchors: ``{frame: (ab, confidence)}`` at working resolution."""
+        need: set[int] = set()
+        for shot in plan.shots:
+            if -1 in shot.precomputed or not conditions.references:
+                need.update(shot.keyframes)
+        grays: dict[int, np.ndarray] = {}
+        if need:
+            for frame in source:
+                if frame.index in need:
+                    grays[frame.index] = self._work_gray(rgb_to_gray(frame.rgb))
+        anchors: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        refs_by_frame = {r.frame: r for r in conditions.references if r.frame is not None}
+        for shot in plan.shots:
+            if conditions.references:
+                if -1 in shot.precomputed:
+                    ref = self._nearest_reference(conditions.references, shot.start)
+                    best = self._best_matching(shot.keyframes, grays, ref)
+                    anchors[best] = self._correspondence_colors(grays[best], ref)
+                    shot.precomputed = {best}
+                for f in shot.precomputed:
+                    if f in refs_by_frame:
+                        anchors[f] = self._reference_colors(refs_by_frame[f])
+            else:
+                assert self.colorizer is not None
+                kf = shot.keyframes
+                light = np.stack([gray_to_lightness(grays[k]) for k in kf])
+                ab = self.colorizer.colorize(light, kf, conditions)
+                for k, a in zip(kf, ab):
+                    anchors[k] = (a.astype(np.float32), np.ones(a.shape[:2], np.float32))
+            self._place_anchors(shot, bool(conditions.references))
+        return anchors
+
+    def _place_anchors(self, shot: ShotPlan, exemplar: bool) -> None:
+        """Anchors = precomputed ones, plus (exemplar mode, with backward fusion) the
+        keyframes after the first precomputed anchor, derived from propagation."""
+        anchors = set(shot.precomputed)
+        if exemplar and self.options.backward:
+            first = min(shot.precomputed)
+            anchors.update(k for k in shot.keyframes if k > first)
+        shot.anchors = sorted(anchors)
+
+    def _reference_colors(self, ref: Reference) -> tuple[np.ndarray, np.ndarray]:
+        h, w = ref.rgb.shape[:2]
+        size = _working_size(w, h, self.options.work_max_side)
+        small = ref.rgb if size == (w, h) else cv2.resize(ref.rgb, size, interpolation=cv2.INTER_AREA)
+        ab = rgb_to_lab(small)[..., 1:]
+        return np.ascontiguousarray(ab), np.ones(ab.shape[:2], np.float32)
+
+    @property
+    def matcher(self):
+        if self._matcher is None:
+            from chromaflow.guidance.correspondence import SemanticMatcher
+
+            self._matcher = SemanticMatcher()
+        return self._matcher
+
+    def _correspondence(self, gray: np.ndarray, ref: Reference) -> tuple[np.ndarray, np.ndarray]:
+        ab, conf = self.matcher.transfer(gray, ref.rgb)
+        h, w = gray.shape
+        if ab.shape[:2] != (h, w):
+            ab = cv2.resize(ab, (w, h), interpolation=cv2.INTER_LINEAR)
+            conf = cv2.resize(conf, (w, h), interpolation=cv2.INTER_LINEAR)
+        return ab.astype(np.float32), np.clip(conf, 0.0, 1.0).astype(np.float32)
+
+    def _correspondence_colors(self, gray: np.ndarray, ref: Reference) -> tuple[np.ndarray, np.ndarray]:
+        ab, conf = self._correspondence(gray, ref)
+        light = gray_to_lightness(gray)
+        hint_conf = np.where(conf >= self.options.correction_threshold, conf, 0.0).astype(np.float32)
+        filled = self.fill.fill(light, ab, hint_conf) if hint_conf.any() else ab
+        return filled.astype(np.float32), np.full(gray.shape, self.options.fill_confidence, np.float32)
+
+    def _best_matching(self, keyframes: Sequence[int], grays: dict[int, np.ndarray], ref: Reference) -> int:
+        if len(keyframes) == 1:
+            return keyframes[0]
+        matcher = self.matcher
+        ref_desc = matcher.describe(rgb_to_gray(ref.rgb))
+        scores = matcher.rank_frames([matcher.describe(grays[k]) for k in keyframes], ref_desc)
+        return int(keyframes[int(np.argmax(scores))])
+
+    @staticmethod
+    def _nearest_reference(refs: Sequence[Reference], frame: int) -> Reference:
+        anchored = [r for r in refs if r.frame is not None]
+        if anchored:
+            return min(anchored, key=lambda r: abs(r.frame - frame))
+        return refs[0]
+
+    # ----------------------------------------------------------- propagation
+    def run(self, source: FrameSource, conditions: Conditions) -> Iterator[tuple[Frame, np.ndarray]]:
+        """Colour every frame of ``source``; yields ``(frame, rgb)`` in order."""
+        plan = self.analyse(source, conditions)
+        if plan.is_color:
+            log.warning("the input is in color: converting it to grayscale first")
+        if plan.n_frames == 0:
+            return
+        anchors = self.color_anchors(source, plan, conditions)
+        yield from self._propagate(source, plan, anchors, conditions)
+
+    def _propagate(
+        self,
+        source: FrameSource,
+        plan: Plan,
+        anchors: dict[int, tuple[np.ndarray, np.ndarray]],
+        conditions: Conditions,
+    ) -> Iterator[tuple[Frame, np.ndarray]]:
+        opts = self.options
+        shot_of = np.zeros(plan.n_frames, np.int64)
+        for i, s in enumerate(plan.shots):
+            shot_of[s.start : s.stop] = i
+        pending = SpillList(opts.memory_budget_mb * 2**20)
+        state: tuple[np.ndarray, np.ndarray] | None = None  # forward chain (ab, conf) at prev frame
+        prev: dict | None = None
+        last_anchor: int | None = None
+        for frame in source:
+            t = frame.index
+            if t >= plan.n_frames:
+                break
+            shot = plan.shots[shot_of[t]]
+            gray = rgb_to_gray(frame.rgb)
+            item = {"index": t, "pts": frame.pts, "gray": gray}
+            item["work"] = self._work_gray(gray)
+            item["light"] = gray_to_lightness(item["work"])
+            if t == shot.start:
+                state, prev, last_anchor = None, None, None
+            if state is not None and prev is not None:
+                f_cur_prev, f_prev_cur = self.flow.pair(item["work"], prev["work"])
+                item["flow_to_prev"], item["flow_from_prev"] = f_cur_prev, f_prev_cur
+                rel = warp_reliability(f_cur_prev, f_prev_cur, item["light"], prev["light"])
+                ab, conf = carry(state[0], state[1], f_cur_prev, rel)
+                if t not in shot.anchors:
+                    ab, conf = self._correct(item["light"], ab, conf)
+                state = (ab, conf)
+            if t in shot.anchors:
+                if t in anchors:
+                    ab_t, conf_t = anchors[t]
+                else:  # derived anchor: propagated colours, corrected with correspondence hints
+                    ab_t, conf_t = self._derive_anchor(item, state, conditions)
+                if len(pending):
+                    yield from self._flush(pending, (ab_t, conf_t), item, last_anchor, t)
+                    pending.clear()
+                state = (ab_t, conf_t)
+                last_anchor = t
+                yield self._emit(item, ab_t)
+            elif any(a > t for a in shot.anchors) and (opts.backward or last_anchor is None):
+                if state is not None:
+                    item["ab_fwd"], item["conf_fwd"] = state
+                pending.append(item)
+            else:
+                if state is None:  # no anchor reachable (cannot happen with a planned shot)
+                    state = (np.zeros(item["light"].shape + (2,), np.float32), np.zeros_like(item["light"]))
+                yield self._emit(item, state[0])
+            prev = {"work": item["work"], "light": item["light"]}
+        pending.clear()
+
+    def _flush(
+        self,
+        pending: SpillList,
+        anchor: tuple[np.ndarray, np.ndarray],
+        anchor_item: dict,
+        last_anchor: int | None,
+        anchor_index: int,
+    ) -> Iterator[tuple[Frame, np.ndarray]]:
+        """Carry the anchor's colours backward through the pending frames, fuse, emit in order."""
+        ab, conf = anchor
+        nxt = anchor_item
+        for i in range(len(pending) - 1, -1, -1):
+            item = pending[i]
+            if "flow_to_prev" in nxt and nxt["index"] == item["index"] + 1:
+                f_item_nxt, f_nxt_item = nxt["flow_from_prev"], nxt["flow_to_prev"]
+            else:
+                f_item_nxt, f_nxt_item = self.flow.pair(item["work"], nxt["work"])
+            rel = warp_reliability(f_item_nxt, f_nxt_item, item["light"], nxt["light"])
+            ab, conf = carry(ab, conf, f_item_nxt, rel)
+            ab, conf = self._correct(item["light"], ab, conf)
+            pending.set(i, "ab_bwd", ab)
+            pending.set(i, "conf_bwd", conf)
+            nxt = item
+        for i in range(len(pending)):
+            item = pending[i]
+            t = item["index"]
+            if "ab_fwd" in item and last_anchor is not None:
+                ab_t, _ = fuse(
+                    item["ab_fwd"], item["conf_fwd"], t - last_anchor, item["ab_bwd"], item["conf_bwd"], anchor_index - t
+                )
+            else:
+                ab_t = item["ab_bwd"]
+            yield self._emit(item, ab_t)
+
+    def _derive_anchor(
+        self, item: dict, state: tuple[np.ndarray, np.ndarray] | None, conditions: Conditions
+    ) -> tuple[np.ndarray, np.ndarray]:
+        light = item["light"]
+        if state is None:
+            return self._correspondence_colors(item["work"], self._nearest_reference(conditions.references, item["index"]))
+        ab, conf = state
+        extra = None
+        if self.options.correct and (conf < self.options.correction_threshold).mean() > self.options.min_correction_fraction:
+            extra = self._correspondence(item["work"], self._nearest_reference(conditions.references, item["index"]))
+        return self._correct(light, ab, conf, extra)
+
+    def _correct(
+        self,
+        light: np.ndarray,
+        ab: np.ndarray,
+        conf: np.ndarray,
+        extra: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Re-colour pixels whose confidence is under the threshold from the reliable ones."""
+        opts = self.options
+        if not opts.correct:
+            return ab, conf
+        reliable = conf >= opts.correction_threshold
+        if (~reliable).mean() < opts.min_correction_fraction:
+            return ab, conf
+        hint_ab = ab
+        hint_conf = np.where(reliable, conf, 0.0).astype(np.float32)
+        if extra is not None:
+            x_ab, x_conf = extra
+            use = ~reliable & (x_conf >= opts.correction_threshold)
+            hint_ab = np.where(use[..., None], x_ab, ab).astype(np.float32)
+            hint_conf = np.where(use, 0.5 * x_conf, hint_conf).astype(np.float32)
+        if not hint_conf.any():
+            return ab, conf
+        filled = self.fill.fill(light, hint_ab, hint_conf)
+        out = np.where(reliable[..., None], ab, filled).astype(np.float32)  # reliable pixels stay exactly
+        new_conf = np.where(reliable, conf, opts.fill_confidence).astype(np.float32)
+        return out, new_conf
+
+    def _emit(self, item: dict, ab: np.ndarray) -> tuple[Frame, np.ndarray]:
+        gray = item["gray"]
+        if ab.shape[:2] != gray.shape:
+            ab = guided_upsample(ab, gray)
+        rgb = compose_rgb(gray, ab)
+        return Frame(int(item["index"]), np.repeat(gray[..., None], 3, axis=2), int(item["pts"])), rgb
+
+    def _work_gray(self, gray: np.ndarray) -> np.ndarray:
+        h, w = gray.shape
+        size = _working_size(w, h, self.options.work_max_side)
+        return gray if size == (w, h) else cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+
+
+def _working_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    if max_side is None or max(width, height) <= max_side:
+        return width, height
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))

@@ -1,0 +1,69 @@
+"""Per-pixel reliability of a colour carried along the flow.
+
+Three cues, each in ``[0, 1]``, multiplied:
+
+* forward-backward consistency: following the flow to the other frame and
+  back should return to the start (occlusions and flow errors break this);
+* luminance agreement: the warped previous luminance should match the current
+  one (a colour is carried with the surface it belongs to);
+* borders: flow that points outside the frame has nothing to carry.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from chromaflow.temporal.warp import backward_warp, valid_mask
+
+
+def fb_consistency(flow_cur_to_prev: np.ndarray, flow_prev_to_cur: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+    """``exp(-|f + b(x + f)|^2 / (sigma^2 + 0.05 (|f|^2 + |b|^2)))``, ``(H, W)`` ``float32``.
+
+    Args:
+        flow_cur_to_prev: ``(H, W, 2)`` flow from the current frame to the previous one.
+        flow_prev_to_cur: ``(H, W, 2)`` flow from the previous frame to the current one.
+        sigma: tolerated round-trip error in pixels (grows with motion, as in
+            Ruder et al.'s occlusion test).
+    """
+    back = backward_warp(flow_prev_to_cur, flow_cur_to_prev)
+    err = np.sum((flow_cur_to_prev + back) ** 2, axis=-1)
+    scale = sigma * sigma + 0.05 * (np.sum(flow_cur_to_prev**2, axis=-1) + np.sum(back**2, axis=-1))
+    return np.exp(-err / scale).astype(np.float32)
+
+
+def luminance_agreement(
+    lightness_cur: np.ndarray, lightness_prev_warped: np.ndarray, tolerance: float = 6.0
+) -> np.ndarray:
+    """``exp(-(dL / tolerance)^2)`` with ``dL`` the Lab lightness difference; ``(H, W)`` ``float32``.
+
+    Args:
+        lightness_cur: ``(H, W)`` L in ``[0, 100]``.
+        lightness_prev_warped: the previous frame's L warped onto the current frame.
+        tolerance: difference in L units at which reliability drops to ``1/e``.
+    """
+    d = (lightness_cur - lightness_prev_warped) / tolerance
+    return np.exp(-(d * d)).astype(np.float32)
+
+
+def warp_reliability(
+    flow_cur_to_prev: np.ndarray,
+    flow_prev_to_cur: np.ndarray,
+    lightness_cur: np.ndarray,
+    lightness_prev: np.ndarray,
+    fb_sigma: float = 1.0,
+    luminance_tolerance: float = 6.0,
+) -> np.ndarray:
+    """Confidence in ``[0, 1]`` that the previous frame's colour, warped, is right at each pixel.
+
+    Args:
+        flow_cur_to_prev, flow_prev_to_cur: ``(H, W, 2)`` flows between the two frames.
+        lightness_cur, lightness_prev: ``(H, W)`` Lab L of the two frames.
+
+    Returns:
+        ``(H, W)`` ``float32``: the product of forward-backward consistency,
+        luminance agreement and the in-frame test.
+    """
+    rel = fb_consistency(flow_cur_to_prev, flow_prev_to_cur, fb_sigma)
+    rel *= luminance_agreement(lightness_cur, backward_warp(lightness_prev, flow_cur_to_prev), luminance_tolerance)
+    rel *= valid_mask(flow_cur_to_prev)
+    return rel

@@ -1,0 +1,321 @@
+"""Tests for the colorization pipeline (chromaflow.colorize) and the luminance-LUT baseline."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import chromaflow
+from chromaflow import ColorizeOptions, ReferenceSpec
+from chromaflow.colorizers.luminance_lut import (
+    N_BINS,
+    LuminanceLUTColorizer,
+    apply_lut,
+    chroma_lut,
+    lut_from_image,
+)
+from chromaflow.color import compose_rgb, gray_to_lightness, rgb_to_gray, rgb_to_lab
+from chromaflow.errors import InputError, NotAvailableError
+from chromaflow.guidance import Conditions, Reference, parse_hex_list
+from conftest import (
+    FPS,
+    N_FRAMES,
+    audio_packets,
+    disc_center,
+    gray_of,
+    lab_chroma,
+    list_dir,
+    read_frames,
+    read_pts,
+    square_box,
+    to_gray_rgb,
+    write_frame_dir,
+    write_png,
+)
+
+
+SHORT = 4  # frames of the short inputs
+
+
+@pytest.fixture(scope="module")
+def short_dirs(clips, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(gray, color) PNG directories of the first SHORT frames, for the slower checks."""
+    root = tmp_path_factory.mktemp("short")
+    frames = clips.frames[:SHORT]
+    return (
+        write_frame_dir(root / "gray", [to_gray_rgb(f) for f in frames]),
+        write_frame_dir(root / "color", frames),
+    )
+
+
+def _ref0(clips) -> ColorizeOptions:
+    return ColorizeOptions(references=(ReferenceSpec(clips.reference, 0),), progress=False)
+
+
+def _mean_ab(rgb: np.ndarray, ys: slice, xs: slice) -> np.ndarray:
+    return rgb_to_lab(rgb)[ys, xs, 1:].reshape(-1, 2).mean(axis=0)
+
+
+def test_colorize_video_with_reference(clips, tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    result = chromaflow.colorize(clips.gray_audio_video, out, _ref0(clips))
+    assert result.output == out and result.frames == N_FRAMES
+    assert isinstance(result.colorizer, str) and result.colorizer
+    assert list_dir(tmp_path) == ["out.mp4"]
+
+    got = read_frames(out)
+    inp = read_frames(clips.gray_audio_video)
+    assert len(got) == len(inp) == N_FRAMES
+    from chromaflow.io import open_source
+
+    with open_source(out) as o, open_source(clips.gray_audio_video) as i:
+        assert o.info.fps == i.info.fps == FPS
+        assert o.info.audio_streams == 1
+    assert audio_packets(out) == audio_packets(clips.gray_audio_video)
+
+    for k, (g, x) in enumerate(zip(got, inp)):
+        # luminance rule: the output's gray is the input's gray
+        d = np.abs(gray_of(g).astype(int) - gray_of(x).astype(int))
+        assert (d <= 1).mean() >= 0.99, k
+        # colour was added
+        assert lab_chroma(g).mean() > lab_chroma(x).mean() + 15.0
+        # red square: the output's chroma points at the true red, not at gray
+        x0, y0, x1, y1 = square_box(k)
+        ys, xs = slice(y0 + 3, y1 - 3), slice(x0 + 3, x1 - 3)
+        true_ab = _mean_ab(clips.frames[k], ys, xs)
+        out_ab = _mean_ab(g, ys, xs)
+        assert np.linalg.norm(out_ab - true_ab) < 0.5 * np.linalg.norm(true_ab)
+        assert out_ab[0] > 30  # red: a > 0
+        # blue disc: b < 0
+        cx, cy = disc_center(k)
+        disc_ab = _mean_ab(g, slice(cy - 4, cy + 5), slice(cx - 4, cx + 5))
+        assert disc_ab[1] < -30
+
+
+def test_colorize_is_deterministic(clips, tmp_path: Path) -> None:
+    outs = [tmp_path / "run1", tmp_path / "run2"]
+    for o in outs:
+        chromaflow.colorize(clips.gray_video, o, _ref0(clips))
+    names = list_dir(outs[0])
+    assert len(names) == N_FRAMES and names == list_dir(outs[1])
+    for n in names:
+        assert (outs[0] / n).read_bytes() == (outs[1] / n).read_bytes()
+
+
+def test_color_input_is_converted_to_gray(clips, short_dirs, tmp_path: Path, caplog) -> None:
+    out = tmp_path / "out"
+    color_dir = short_dirs[1]
+    with caplog.at_level(logging.WARNING, logger="chromaflow"):
+        chromaflow.colorize(color_dir, out, _ref0(clips))
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "in color" in r.getMessage()]
+    assert len(warnings) == 1
+    got = read_frames(out)
+    inp = read_frames(color_dir)
+    assert len(got) == SHORT
+    for g, x in zip(got, inp):
+        d = np.abs(gray_of(g).astype(int) - gray_of(x).astype(int))
+        assert (d <= 1).mean() >= 0.99
+
+
+def test_frame_dir_output_keeps_stems(clips, tmp_path: Path, caplog) -> None:
+    out = tmp_path / "colored"
+    with caplog.at_level(logging.WARNING, logger="chromaflow"):
+        chromaflow.colorize(clips.gray_frame_dir, out, _ref0(clips))
+    assert "in color" not in caplog.text  # gray input: no conversion notice
+    assert list_dir(out) == sorted(f"frame_{i}.png" for i in range(1, N_FRAMES + 1))
+    for i in (1, 2, 10, 12):
+        got = read_frames(out / f"frame_{i}.png")[0]
+        src = read_frames(clips.gray_frame_dir / f"frame_{i}.png")[0]
+        d = np.abs(gray_of(got).astype(int) - gray_of(src).astype(int))
+        assert d.max() <= 1
+        # frame_i of the output is the colorized frame_i (the square is where it was)
+        x0, y0, x1, y1 = square_box(i - 1)
+        assert _mean_ab(got, slice(y0 + 3, y1 - 3), slice(x0 + 3, x1 - 3))[0] > 30
+
+
+def test_frame_dir_to_video_uses_fps(clips, short_dirs, tmp_path: Path) -> None:
+    out = tmp_path / "o.mp4"
+    opts = ColorizeOptions(references=(ReferenceSpec(clips.reference, 0),), fps=8, progress=False)
+    chromaflow.colorize(short_dirs[0], out, opts)
+    from chromaflow.io import open_source
+
+    with open_source(out) as src:
+        assert src.info.fps == 8 and src.info.n_frames == SHORT
+    assert read_pts(out) == [i * read_pts(out)[1] for i in range(SHORT)]
+
+
+def test_single_image_to_image(clips, tmp_path: Path) -> None:
+    img = write_png(tmp_path / "gray.png", to_gray_rgb(clips.frames[3]))
+    out = tmp_path / "col.png"
+    chromaflow.colorize(img, out, ColorizeOptions(references=(ReferenceSpec(clips.reference),), progress=False))
+    got = read_frames(out)[0]
+    assert np.abs(gray_of(got).astype(int) - gray_of(clips.frames[3]).astype(int)).max() <= 1
+    assert lab_chroma(got).mean() > 15
+
+
+def test_palette_hex(clips, tmp_path: Path) -> None:
+    out = tmp_path / "pal"
+    opts = ColorizeOptions(palette="#e62828,#1e28aa,#aadc78", progress=False)
+    chromaflow.colorize(clips.gray_video, out, opts)
+    got = read_frames(out)
+    inp = read_frames(clips.gray_video)
+    for g, x in zip(got, inp):
+        assert lab_chroma(g).mean() > lab_chroma(x).mean() + 10.0
+        assert np.abs(gray_of(g).astype(int) - gray_of(x).astype(int)).max() <= 1
+
+
+def test_palette_image(clips, short_dirs, tmp_path: Path) -> None:
+    out = tmp_path / "pal"
+    chromaflow.colorize(short_dirs[0], out, ColorizeOptions(palette=str(clips.reference), progress=False))
+    assert lab_chroma(read_frames(out)[0]).mean() > 10.0
+
+
+def _assert_fails(clips, tmp_path: Path, exc: type, match: str, **kw) -> None:
+    out_dir = tmp_path / "o"
+    out_dir.mkdir()
+    with pytest.raises(exc, match=match):
+        chromaflow.colorize(kw.pop("input", clips.gray_video), out_dir / "out.mp4", ColorizeOptions(**kw))
+    assert list_dir(out_dir) == []
+
+
+def test_palette_auto_not_available(clips, tmp_path: Path) -> None:
+    _assert_fails(clips, tmp_path, NotAvailableError, "--palette auto", palette="auto")
+
+
+def test_no_guidance_not_available(clips, tmp_path: Path) -> None:
+    _assert_fails(clips, tmp_path, NotAvailableError, "automatic colorization")
+
+
+def test_prompt_not_available(clips, tmp_path: Path) -> None:
+    _assert_fails(clips, tmp_path, NotAvailableError, "--prompt", prompt="a red car on green grass")
+    # even with a reference
+    (tmp_path / "o").rmdir()
+    _assert_fails(
+        clips, tmp_path, NotAvailableError, "--prompt", prompt="red", references=(ReferenceSpec(clips.reference, 0),)
+    )
+
+
+def test_gray_reference_rejected(clips, tmp_path: Path) -> None:
+    gray_ref = write_png(tmp_path / "gray_ref.png", to_gray_rgb(clips.frames[0]))
+    _assert_fails(clips, tmp_path, InputError, "grayscale", references=(ReferenceSpec(gray_ref, 0),))
+
+
+def test_missing_reference_rejected(clips, tmp_path: Path) -> None:
+    _assert_fails(clips, tmp_path, InputError, "not found", references=(ReferenceSpec(tmp_path / "nope.png", 0),))
+
+
+@pytest.mark.parametrize("frame", [N_FRAMES, -1, 100])
+def test_reference_frame_outside_video(clips, tmp_path: Path, frame: int) -> None:
+    _assert_fails(clips, tmp_path, InputError, "outside the video", references=(ReferenceSpec(clips.reference, frame),))
+
+
+def test_reference_of_other_size_is_resized(clips, short_dirs, tmp_path: Path, caplog) -> None:
+    big = cv2.resize(clips.frames[0], (192, 128), interpolation=cv2.INTER_NEAREST)
+    ref = write_png(tmp_path / "big_ref.png", big)
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING, logger="chromaflow"):
+        chromaflow.colorize(short_dirs[0], out, ColorizeOptions(references=(ReferenceSpec(ref, 0),)))
+    assert "resizing" in caplog.text and "192x128" in caplog.text
+    got = read_frames(out)
+    assert len(got) == SHORT
+    x0, y0, x1, y1 = square_box(0)
+    assert _mean_ab(got[0], slice(y0 + 3, y1 - 3), slice(x0 + 3, x1 - 3))[0] > 30
+
+
+# ----------------------------------------------------------------- the LUT baseline
+
+
+def test_chroma_lut_hand_made() -> None:
+    light = np.array([30.0] * 5 + [70.0] * 5)
+    ab = np.array([[20.0, -10.0]] * 5 + [[-40.0, 50.0]] * 5)
+    table = chroma_lut(light, ab)
+    assert table.shape == (N_BINS, 2) and table.dtype == np.float32
+    # Held constant beyond the filled levels.
+    np.testing.assert_allclose(table[:27], np.broadcast_to([20.0, -10.0], (27, 2)), atol=1e-4)
+    np.testing.assert_allclose(table[73:], np.broadcast_to([-40.0, 50.0], (N_BINS - 73, 2)), atol=1e-4)
+    # At the filled levels: their chroma (the 5-tap smoothing moves a kink by < 1).
+    np.testing.assert_allclose(table[30], [20.0, -10.0], atol=1.0)
+    np.testing.assert_allclose(table[70], [-40.0, 50.0], atol=1.0)
+    # Linear in between (and the smoothing keeps a straight line straight).
+    np.testing.assert_allclose(table[50], [-10.0, 20.0], atol=1e-4)
+    np.testing.assert_allclose(table[40], [5.0, 5.0], atol=1e-4)
+    np.testing.assert_allclose(table[60], [-25.0, 35.0], atol=1e-4)
+    # apply_lut interpolates between levels and clips outside [0, 100].
+    np.testing.assert_allclose(apply_lut(np.array([40.5]), table)[0], 0.5 * (table[40] + table[41]), atol=1e-5)
+    np.testing.assert_allclose(apply_lut(np.array([-5.0, 150.0]), table), table[[0, 100]], atol=1e-6)
+
+
+def test_chroma_lut_weights_and_empty() -> None:
+    light = np.array([50.0, 50.0])
+    ab = np.array([[10.0, 0.0], [40.0, 0.0]])
+    table = chroma_lut(light, ab, weights=np.array([3.0, 1.0]))
+    np.testing.assert_allclose(table[50], [17.5, 0.0], atol=1e-4)
+    assert np.all(chroma_lut(np.zeros(0), np.zeros((0, 2))) == 0)
+
+
+def test_lut_colorizer_from_reference_image() -> None:
+    # Two flat colours of well separated gray levels (about 196 and 68).
+    c1, c2 = (240, 200, 60), (40, 60, 180)
+    ref = np.zeros((20, 40, 3), np.uint8)
+    ref[:, :20], ref[:, 20:] = c1, c2
+    lab1, lab2 = rgb_to_lab(ref[:1, :1])[0, 0], rgb_to_lab(ref[:1, -1:])[0, 0]
+    # The table is keyed by the lightness of each pixel's gray, as the video will show it.
+    l1 = gray_to_lightness(rgb_to_gray(ref[:1, :1]))[0, 0]
+    l2 = gray_to_lightness(rgb_to_gray(ref[:1, -1:]))[0, 0]
+    assert abs(l1 - l2) > 40
+    table = lut_from_image(ref)
+    np.testing.assert_allclose(apply_lut(np.array([l1, l2]), table), [lab1[1:], lab2[1:]], atol=1.5)
+
+    col = LuminanceLUTColorizer()
+    cond = Conditions(references=(Reference(ref, frame=0),))
+    light = np.array([[[l1, l2, 0.5 * (l1 + l2)]]], np.float32)  # (T=1, h=1, w=3)
+    ab = col.colorize(light, [0], cond)
+    assert ab.shape == (1, 1, 3, 2) and ab.dtype == np.float32
+    np.testing.assert_allclose(ab[0, 0, 0], lab1[1:], atol=1.5)
+    np.testing.assert_allclose(ab[0, 0, 1], lab2[1:], atol=1.5)
+    np.testing.assert_allclose(ab[0, 0, 2], 0.5 * (lab1[1:] + lab2[1:]), atol=1.5)
+    assert "1 reference" in col.describe(cond)
+
+
+def _colorize_image(gray: np.ndarray, cond: Conditions) -> np.ndarray:
+    ab = LuminanceLUTColorizer().colorize(gray_to_lightness(gray)[None], [0], cond)[0]
+    return compose_rgb(gray, ab)
+
+
+def test_lut_colorizer_reference_restores_its_colors() -> None:
+    colors = np.array([(240, 200, 60), (60, 200, 80), (40, 60, 180)], np.uint8)  # grays 196, 144, 68
+    img = np.repeat(colors[None], 6, axis=0).repeat(6, axis=1)  # (6, 18, 3)
+    out = _colorize_image(rgb_to_gray(img), Conditions(references=(Reference(img, frame=0),)))
+    assert np.abs(out.astype(int) - img.astype(int)).max() <= 12
+
+
+def test_lut_colorizer_from_palette() -> None:
+    # Colouring the gray of a palette-coloured image with that palette gives its colours back:
+    # the palette table must be keyed by the lightness of each colour's gray (what the input shows).
+    pal = parse_hex_list("#f0c83c,#3cc850,#283cb4")
+    img = np.repeat(pal.rgb[None], 6, axis=0).repeat(6, axis=1)
+    gray = rgb_to_gray(img)
+    out = _colorize_image(gray, Conditions(palette=pal))
+    assert np.abs(out.astype(int) - img.astype(int)).max() <= 12
+    ab = LuminanceLUTColorizer().colorize(gray_to_lightness(gray)[None], [0], Conditions(palette=pal))
+    np.testing.assert_allclose(ab[0, 0, ::6], pal.lab[:, 1:], atol=4.0)
+    assert "palette" in LuminanceLUTColorizer().describe(Conditions(palette=pal))
+    with pytest.raises(ValueError):
+        LuminanceLUTColorizer().colorize(gray_to_lightness(gray)[None], [0], Conditions())
+
+
+def test_lut_colorizer_nearest_reference_dominates() -> None:
+    red = np.zeros((8, 8, 3), np.uint8)
+    red[:] = (200, 50, 50)
+    green = np.zeros((8, 8, 3), np.uint8)
+    green[:] = (40, 160, 40)  # gray ~ 117, red's ~ 95: both tables cover every level
+    cond = Conditions(references=(Reference(red, frame=0), Reference(green, frame=20)))
+    light = np.full((3, 2, 2), 45.0, np.float32)
+    ab = LuminanceLUTColorizer().colorize(light, [0, 10, 20], cond)
+    assert ab[0, 0, 0, 0] > 20  # near frame 0: red (a > 0)
+    assert ab[2, 0, 0, 0] < -20  # near frame 20: green (a < 0)
+    assert ab[2, 0, 0, 0] < ab[1, 0, 0, 0] < ab[0, 0, 0, 0]

@@ -1,0 +1,122 @@
+"""Shots, keyframes, reliability, propagation and the spill buffer: pure functions on arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from chromaflow.pipeline.buffer import SpillList
+from chromaflow.temporal.keyframes import select_keyframes
+from chromaflow.temporal.propagation import carry, fuse
+from chromaflow.temporal.reliability import fb_consistency, luminance_agreement, warp_reliability
+from chromaflow.temporal.shots import detect_cuts, frame_signature, shot_ranges
+
+
+def _texture(h: int, w: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    import cv2
+
+    noise = rng.integers(0, 256, (h, w), dtype=np.uint8)
+    return cv2.GaussianBlur(noise, (0, 0), 2.0)
+
+
+def _pan(base: np.ndarray, n: int, step: int) -> list[np.ndarray]:
+    return [np.roll(base, i * step, axis=1) for i in range(n)]
+
+
+def test_detect_cuts_finds_the_cut_and_ignores_motion():
+    a = _pan(_texture(72, 128, 0), 12, 2)
+    b = _pan(np.clip(_texture(72, 128, 1).astype(int) // 2 + 100, 0, 255).astype(np.uint8), 9, 3)
+    sigs = [frame_signature(g) for g in a + b]
+    assert detect_cuts(sigs) == [0, 12]
+    assert shot_ranges([0, 12], 21) == [(0, 12), (12, 21)]
+
+
+def test_static_video_is_one_shot():
+    g = _texture(48, 64, 2)
+    assert detect_cuts([frame_signature(g) for _ in range(30)]) == [0]
+
+
+def test_keyframes_first_last_gap_and_forced():
+    g = _texture(48, 64, 3)
+    sigs = [frame_signature(g) for _ in range(100)]
+    kf = select_keyframes(sigs, start=200, max_gap=30, forced=[250, 999])
+    assert kf[0] == 200 and kf[-1] == 299 and 250 in kf and 999 not in kf
+    assert max(np.diff(kf)) <= 30
+
+
+def test_keyframes_pick_the_dissimilar_frame():
+    base = _texture(48, 64, 4)
+    other = 255 - base
+    sigs = [frame_signature(base)] * 20 + [frame_signature(other)] * 3 + [frame_signature(base)] * 20
+    kf = select_keyframes(sigs, max_gap=None)
+    assert kf[0] == 0 and kf[-1] == 42
+    assert any(20 <= k <= 22 for k in kf), kf
+    assert len(kf) == 3
+
+
+def test_fb_consistency_high_for_consistent_flow_low_for_inconsistent():
+    h, w = 20, 30
+    f = np.zeros((h, w, 2), np.float32)
+    f[..., 0] = 2.0
+    b = -f
+    assert fb_consistency(f, b).min() > 0.99
+    assert fb_consistency(f, f)[5:15, 5:25].max() < 0.01
+
+
+def test_luminance_agreement_and_border():
+    light = np.full((10, 12), 50.0, np.float32)
+    assert luminance_agreement(light, light).min() == pytest.approx(1.0)
+    assert luminance_agreement(light, light + 12.0).max() < 0.05
+    flow = np.zeros((10, 12, 2), np.float32)
+    flow[..., 0] = 5.0  # points right: the 5 rightmost columns leave the frame
+    rel = warp_reliability(flow, -flow, light, light)
+    assert rel[:, :6].min() > 0.99
+    assert rel[:, -4:].max() == 0.0
+
+
+def test_carry_moves_colour_with_the_flow_and_keeps_the_weakest_confidence():
+    h, w = 16, 24
+    ab = np.zeros((h, w, 2), np.float32)
+    ab[:, 8, 0] = 40.0  # a vertical line of colour at x = 8 in the source frame
+    conf = np.ones((h, w), np.float32)
+    flow = np.zeros((h, w, 2), np.float32)
+    flow[..., 0] = -3.0  # target pixel x comes from source x - 3: the line moves to x = 11
+    rel = np.full((h, w), 0.4, np.float32)  # soft threshold: 0.2 -> 0, 0.6 -> 1, so 0.4 -> 0.5
+    ab2, conf2 = carry(ab, conf, flow, rel)
+    assert ab2[:, 11, 0] == pytest.approx(np.full(h, 40.0))
+    assert np.abs(ab2[:, 8, 0]).max() == 0.0
+    assert conf2.max() == pytest.approx(0.5)
+    _, conf3 = carry(ab, np.full((h, w), 0.3, np.float32), flow, np.full((h, w), 0.9, np.float32))
+    assert conf3[:, 5:].max() == pytest.approx(0.3)  # a reliable step keeps the carried confidence
+
+
+def test_fuse_weighs_by_distance_and_confidence():
+    shape = (4, 5)
+    a = np.full(shape + (2,), 10.0, np.float32)
+    b = np.full(shape + (2,), -10.0, np.float32)
+    one = np.ones(shape, np.float32)
+    ab, _ = fuse(a, one, 1, b, one, 3)  # nearer the forward keyframe: weights 3/4 and 1/4
+    assert ab[0, 0, 0] == pytest.approx(10 * 0.75 - 10 * 0.25)
+    ab, _ = fuse(a, one, 2, b, one, 2)
+    assert ab[0, 0, 0] == pytest.approx(0.0, abs=1e-5)
+    ab, conf = fuse(a, np.zeros(shape, np.float32), 1, b, one, 3)  # unreliable forward candidate gives way
+    assert ab[0, 0, 0] == pytest.approx(-10.0, abs=1e-3)
+
+
+def test_spill_list_round_trips_through_disk():
+    items = SpillList(budget_bytes=1000)
+    arrays = [np.full((10, 10), i, np.float32) for i in range(5)]  # 400 bytes each: 2 fit in memory
+    for i, a in enumerate(arrays):
+        items.append({"index": i, "a": a})
+    assert len(items) == 5
+    for i in range(5):
+        got = items[i]
+        assert got["index"] == i
+        np.testing.assert_array_equal(got["a"], arrays[i])
+    items.set(4, "b", np.ones(3))
+    np.testing.assert_array_equal(items[4]["b"], np.ones(3))
+    spill_dir = items._dir
+    assert spill_dir is not None and spill_dir.exists()
+    items.clear()
+    assert not spill_dir.exists()
