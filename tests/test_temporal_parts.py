@@ -7,7 +7,7 @@ import pytest
 
 from chromaflow.pipeline.buffer import SpillList
 from chromaflow.temporal.keyframes import select_keyframes
-from chromaflow.temporal.propagation import carry, fuse
+from chromaflow.temporal.propagation import carry_track, fuse, recolor_track, start_track, track_colors
 from chromaflow.temporal.reliability import fb_consistency, luminance_agreement, warp_reliability
 from chromaflow.temporal.shots import detect_cuts, frame_signature, shot_ranges
 
@@ -75,20 +75,48 @@ def test_luminance_agreement_and_border():
     assert rel[:, -4:].max() == 0.0
 
 
-def test_carry_moves_colour_with_the_flow_and_keeps_the_weakest_confidence():
+def test_track_moves_colour_with_the_flow_and_keeps_the_weakest_confidence():
     h, w = 16, 24
     ab = np.zeros((h, w, 2), np.float32)
-    ab[:, 8, 0] = 40.0  # a vertical line of colour at x = 8 in the source frame
-    conf = np.ones((h, w), np.float32)
+    ab[:, 8, 0] = 40.0  # a vertical line of colour at x = 8 in the anchor frame
+    track = start_track(ab, np.ones((h, w), np.float32))
     flow = np.zeros((h, w, 2), np.float32)
     flow[..., 0] = -3.0  # target pixel x comes from source x - 3: the line moves to x = 11
     rel = np.full((h, w), 0.4, np.float32)  # soft threshold: 0.2 -> 0, 0.6 -> 1, so 0.4 -> 0.5
-    ab2, conf2 = carry(ab, conf, flow, rel)
-    assert ab2[:, 11, 0] == pytest.approx(np.full(h, 40.0))
-    assert np.abs(ab2[:, 8, 0]).max() == 0.0
-    assert conf2.max() == pytest.approx(0.5)
-    _, conf3 = carry(ab, np.full((h, w), 0.3, np.float32), flow, np.full((h, w), 0.9, np.float32))
-    assert conf3[:, 5:].max() == pytest.approx(0.3)  # a reliable step keeps the carried confidence
+    track = carry_track(track, flow, rel)
+    out = track_colors(track, ab)
+    assert out[:, 11, 0] == pytest.approx(np.full(h, 40.0))
+    assert np.abs(out[:, 8, 0]).max() == 0.0
+    assert track.confidence.max() == pytest.approx(0.5)
+    reliable = np.full((h, w), 0.9, np.float32)
+    assert carry_track(track, np.zeros_like(flow), reliable).confidence.max() == pytest.approx(0.5)
+
+
+def test_track_samples_the_anchor_once_instead_of_blurring():
+    """Half-pixel shifts there and back blur warped colours; a chained track does not."""
+    h, w = 8, 40
+    ab = np.zeros((h, w, 2), np.float32)
+    ab[:, 20, 1] = 50.0
+    track = start_track(ab, np.ones((h, w), np.float32))
+    half = np.zeros((h, w, 2), np.float32)
+    ones = np.ones((h, w), np.float32)
+    for step in (0.5, -0.5) * 10:
+        half[..., 0] = step
+        track = carry_track(track, half, ones)
+    out = track_colors(track, ab)
+    assert out[:, 20, 1] == pytest.approx(np.full(h, 50.0), abs=1.0)  # at most a 1/32-px remap error
+
+
+def test_recolor_track_carries_the_new_colour_directly():
+    h, w = 6, 10
+    ab = np.full((h, w, 2), 5.0, np.float32)
+    track = start_track(ab, np.ones((h, w), np.float32))
+    replaced = np.zeros((h, w), bool)
+    replaced[:, :3] = True
+    track = recolor_track(track, np.full((h, w, 2), -20.0, np.float32), replaced, 0.6)
+    out = track_colors(track, ab)
+    assert out[:, :3].max() == pytest.approx(-20.0) and out[:, 3:].min() == pytest.approx(5.0)
+    assert track.confidence[:, :3].max() == pytest.approx(0.6)
 
 
 def test_fuse_weighs_by_distance_and_confidence():

@@ -86,8 +86,8 @@ def build_engine(conditions: Conditions, options: EngineOptions | None = None) -
     from chromaflow.temporal.flow import DISFlow
 
     return TemporalEngine(
-        fill=LevinFill(max_pixels=6000),
-        flow=DISFlow("fast"),
+        fill=LevinFill(max_pixels=4000),
+        flow=DISFlow("medium"),
         colorizer=select_colorizer(conditions),
         options=options or EngineOptions(),
     )

@@ -40,8 +40,9 @@ from chromaflow.guidance.conditions import Conditions, Reference
 from chromaflow.io.source import Frame, FrameSource, is_probably_color
 from chromaflow.pipeline.buffer import SpillList
 from chromaflow.temporal.keyframes import select_keyframes
-from chromaflow.temporal.propagation import carry, fuse
-from chromaflow.temporal.reliability import warp_reliability
+from chromaflow.temporal.propagation import Track, carry_track, fuse, recolor_track, start_track, track_colors
+from chromaflow.temporal.reliability import fb_consistency, luminance_agreement
+from chromaflow.temporal.warp import backward_warp, valid_mask
 from chromaflow.temporal.shots import Signature, detect_cuts, frame_signature, shot_ranges
 
 log = logging.getLogger("chromaflow")
@@ -60,8 +61,10 @@ class EngineOptions:
         max_gap: largest gap in frames between keyframes.
         correction_threshold: confidence under which a pixel is re-coloured.
         min_correction_fraction: skip the fill when fewer pixels than this
-            fraction are unreliable.
+            fraction show new content (unreliable, and lightness changed).
         fill_confidence: confidence given to re-coloured pixels.
+        weak_hint: weight, as a hint to the fill, of an unreliable pixel's own
+            propagated colour where its lightness still agrees.
         keyframes: user-given keyframe indices.
         memory_budget_mb: frames held in memory between anchors before spilling to disk.
     """
@@ -71,8 +74,9 @@ class EngineOptions:
     correct: bool = True
     max_gap: int = 48
     correction_threshold: float = 0.3
-    min_correction_fraction: float = 0.002
+    min_correction_fraction: float = 0.02
     fill_confidence: float = 0.6
+    weak_hint: float = 1.0
     keyframes: tuple[int, ...] = ()
     memory_budget_mb: int = 384
 
@@ -272,7 +276,8 @@ class TemporalEngine:
         for i, s in enumerate(plan.shots):
             shot_of[s.start : s.stop] = i
         pending = SpillList(opts.memory_budget_mb * 2**20)
-        state: tuple[np.ndarray, np.ndarray] | None = None  # forward chain (ab, conf) at prev frame
+        track: Track | None = None  # forward chain from the last anchor
+        track_anchor: np.ndarray | None = None  # that anchor's chroma
         prev: dict | None = None
         last_anchor: int | None = None
         for frame in source:
@@ -285,34 +290,35 @@ class TemporalEngine:
             item["work"] = self._work_gray(gray)
             item["light"] = gray_to_lightness(item["work"])
             if t == shot.start:
-                state, prev, last_anchor = None, None, None
-            if state is not None and prev is not None:
+                track, track_anchor, prev, last_anchor = None, None, None, None
+            fwd: tuple[np.ndarray, np.ndarray] | None = None
+            if track is not None and prev is not None:
                 f_cur_prev, f_prev_cur = self.flow.pair(item["work"], prev["work"])
                 item["flow_to_prev"], item["flow_from_prev"] = f_cur_prev, f_prev_cur
-                rel = warp_reliability(f_cur_prev, f_prev_cur, item["light"], prev["light"])
-                ab, conf = carry(state[0], state[1], f_cur_prev, rel)
+                rel, lum = self._reliability(f_cur_prev, f_prev_cur, item["light"], prev["light"])
+                track = carry_track(track, f_cur_prev, rel)
+                ab = track_colors(track, track_anchor)
                 if t not in shot.anchors:
-                    ab, conf = self._correct(item["light"], ab, conf)
-                state = (ab, conf)
+                    track, ab = self._correct_track(item["light"], track, ab, lum)
+                fwd = (ab, track.confidence)
             if t in shot.anchors:
                 if t in anchors:
                     ab_t, conf_t = anchors[t]
                 else:  # derived anchor: propagated colours, corrected with correspondence hints
-                    ab_t, conf_t = self._derive_anchor(item, state, conditions)
+                    ab_t, conf_t = self._derive_anchor(item, fwd, conditions)
                 if len(pending):
                     yield from self._flush(pending, (ab_t, conf_t), item, last_anchor, t)
                     pending.clear()
-                state = (ab_t, conf_t)
+                track, track_anchor = start_track(ab_t, conf_t), ab_t
                 last_anchor = t
                 yield self._emit(item, ab_t)
             elif any(a > t for a in shot.anchors) and (opts.backward or last_anchor is None):
-                if state is not None:
-                    item["ab_fwd"], item["conf_fwd"] = state
+                if fwd is not None:
+                    item["ab_fwd"], item["conf_fwd"] = fwd
                 pending.append(item)
             else:
-                if state is None:  # no anchor reachable (cannot happen with a planned shot)
-                    state = (np.zeros(item["light"].shape + (2,), np.float32), np.zeros_like(item["light"]))
-                yield self._emit(item, state[0])
+                ab = fwd[0] if fwd is not None else np.zeros(item["light"].shape + (2,), np.float32)
+                yield self._emit(item, ab)
             prev = {"work": item["work"], "light": item["light"]}
         pending.clear()
 
@@ -324,8 +330,14 @@ class TemporalEngine:
         last_anchor: int | None,
         anchor_index: int,
     ) -> Iterator[tuple[Frame, np.ndarray]]:
-        """Carry the anchor's colours backward through the pending frames, fuse, emit in order."""
-        ab, conf = anchor
+        """Carry the anchor's colours backward through the pending frames, fuse, emit in order.
+
+        Where a forward candidate exists it was corrected already; the backward
+        candidate is then only carried (its unreliable pixels weigh nothing in
+        the fusion), which halves the fill work.
+        """
+        anchor_ab = anchor[0]
+        track = start_track(*anchor)
         nxt = anchor_item
         for i in range(len(pending) - 1, -1, -1):
             item = pending[i]
@@ -333,11 +345,13 @@ class TemporalEngine:
                 f_item_nxt, f_nxt_item = nxt["flow_from_prev"], nxt["flow_to_prev"]
             else:
                 f_item_nxt, f_nxt_item = self.flow.pair(item["work"], nxt["work"])
-            rel = warp_reliability(f_item_nxt, f_nxt_item, item["light"], nxt["light"])
-            ab, conf = carry(ab, conf, f_item_nxt, rel)
-            ab, conf = self._correct(item["light"], ab, conf)
+            rel = self._reliability(f_item_nxt, f_nxt_item, item["light"], nxt["light"])[0]
+            track = carry_track(track, f_item_nxt, rel)
+            ab = track_colors(track, anchor_ab)
+            if "ab_fwd" not in item:  # backward only: this chain must correct itself
+                track, ab = self._correct_track(item["light"], track, ab, self._last_agreement(item, nxt, f_item_nxt))
             pending.set(i, "ab_bwd", ab)
-            pending.set(i, "conf_bwd", conf)
+            pending.set(i, "conf_bwd", track.confidence)
             nxt = item
         for i in range(len(pending)):
             item = pending[i]
@@ -350,17 +364,42 @@ class TemporalEngine:
                 ab_t = item["ab_bwd"]
             yield self._emit(item, ab_t)
 
-    def _derive_anchor(
-        self, item: dict, state: tuple[np.ndarray, np.ndarray] | None, conditions: Conditions
+    @staticmethod
+    def _last_agreement(item: dict, nxt: dict, flow_to_nxt: np.ndarray) -> np.ndarray:
+        return luminance_agreement(item["light"], backward_warp(nxt["light"], flow_to_nxt))
+
+    @staticmethod
+    def _reliability(
+        flow_to_src: np.ndarray, flow_from_src: np.ndarray, light: np.ndarray, light_src: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        light = item["light"]
-        if state is None:
-            return self._correspondence_colors(item["work"], self._nearest_reference(conditions.references, item["index"]))
-        ab, conf = state
+        """The step's reliability and its luminance-agreement part (used to weigh weak hints)."""
+        lum = luminance_agreement(light, backward_warp(light_src, flow_to_src))
+        rel = fb_consistency(flow_to_src, flow_from_src) * lum * valid_mask(flow_to_src)
+        return rel.astype(np.float32), lum
+
+    def _correct_track(
+        self, light: np.ndarray, track: Track, ab: np.ndarray, agreement: np.ndarray | None = None
+    ) -> tuple[Track, np.ndarray]:
+        """Correct a track's colours; re-coloured pixels carry their new colour from now on."""
+        out, replaced = self._correct(light, ab, track.confidence, agreement=agreement)
+        if replaced is None:
+            return track, ab
+        return recolor_track(track, out, replaced, self.options.fill_confidence), out
+
+    def _derive_anchor(
+        self, item: dict, fwd: tuple[np.ndarray, np.ndarray] | None, conditions: Conditions
+    ) -> tuple[np.ndarray, np.ndarray]:
+        ref = self._nearest_reference(conditions.references, item["index"])
+        if fwd is None:
+            return self._correspondence_colors(item["work"], ref)
+        ab, conf = fwd
         extra = None
-        if self.options.correct and (conf < self.options.correction_threshold).mean() > self.options.min_correction_fraction:
-            extra = self._correspondence(item["work"], self._nearest_reference(conditions.references, item["index"]))
-        return self._correct(light, ab, conf, extra)
+        if self.options.correct and (conf < self.options.correction_threshold).mean() >= self.options.min_correction_fraction:
+            extra = self._correspondence(item["work"], ref)
+        out, replaced = self._correct(item["light"], ab, conf, extra)
+        if replaced is None:
+            return ab, conf
+        return out, np.where(replaced, self.options.fill_confidence, conf).astype(np.float32)
 
     def _correct(
         self,
@@ -368,27 +407,51 @@ class TemporalEngine:
         ab: np.ndarray,
         conf: np.ndarray,
         extra: tuple[np.ndarray, np.ndarray] | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Re-colour pixels whose confidence is under the threshold from the reliable ones."""
+        agreement: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Re-colour pixels whose confidence is under the threshold from the reliable ones.
+
+        Args:
+            light: ``(h, w)`` L; ``ab``: ``(h, w, 2)`` chroma; ``conf``: ``(h, w)`` confidence.
+            extra: optional ``(ab, confidence)`` hints (semantic correspondence)
+                used where the propagated colours are unreliable.
+            agreement: optional ``(h, w)`` luminance agreement of the last
+                propagation step; an unreliable pixel whose carried lightness
+                still matches keeps its colour as a hint of weight
+                ``weak_hint * agreement``.
+
+        Returns:
+            ``(ab, replaced)``: the corrected chroma (reliable pixels unchanged)
+            and the mask of re-coloured pixels, or ``(ab, None)`` when nothing
+            was done.
+        """
         opts = self.options
         if not opts.correct:
-            return ab, conf
+            return ab, None
         reliable = conf >= opts.correction_threshold
-        if (~reliable).mean() < opts.min_correction_fraction:
-            return ab, conf
+        # An unreliable pixel whose carried lightness still matches (a fast motion
+        # or a flow error broke the chain, the surface is the same) keeps its colour
+        # as a weak hint; new content (lightness changed) takes it from neighbours.
+        if agreement is not None:
+            new_content = ~reliable & (agreement < 0.5)
+            weak = opts.weak_hint * agreement
+        else:
+            new_content = ~reliable
+            weak = 0.0
+        if new_content.mean() < opts.min_correction_fraction and extra is None:
+            return ab, None
         hint_ab = ab
-        hint_conf = np.where(reliable, conf, 0.0).astype(np.float32)
+        hint_conf = np.where(reliable, conf, weak).astype(np.float32)
         if extra is not None:
             x_ab, x_conf = extra
             use = ~reliable & (x_conf >= opts.correction_threshold)
             hint_ab = np.where(use[..., None], x_ab, ab).astype(np.float32)
-            hint_conf = np.where(use, 0.5 * x_conf, hint_conf).astype(np.float32)
+            hint_conf = np.where(use, np.maximum(hint_conf, 0.5 * x_conf), hint_conf).astype(np.float32)
         if not hint_conf.any():
-            return ab, conf
+            return ab, None
         filled = self.fill.fill(light, hint_ab, hint_conf)
         out = np.where(reliable[..., None], ab, filled).astype(np.float32)  # reliable pixels stay exactly
-        new_conf = np.where(reliable, conf, opts.fill_confidence).astype(np.float32)
-        return out, new_conf
+        return out, ~reliable
 
     def _emit(self, item: dict, ab: np.ndarray) -> tuple[Frame, np.ndarray]:
         gray = item["gray"]

@@ -1,10 +1,10 @@
 """Carrying chroma along the flow and fusing candidates (pure functions).
 
-Chroma (Lab ab) with a per-pixel confidence is carried frame to frame: the
-colour of frame ``t`` is the colour of frame ``t - 1`` (or ``t + 1``, going
-backward) warped along the flow, and its confidence is the smaller of the
-carried confidence and the warp's reliability, so a pixel is only as trusted
-as the weakest link of its chain.  Between two coloured keyframes, the
+Chroma (Lab ab) with a per-pixel confidence is carried frame to frame along
+chained flow (a :class:`Track` maps each pixel back into its anchor frame, so
+colours are sampled once, not blurred by a warp per frame), and its
+confidence is the smaller of the carried confidence and the warp's
+reliability, so a pixel is only as trusted as the weakest link of its chain.  Between two coloured keyframes, the
 forward and backward candidates are blended by confidence and temporal
 distance (the nearer keyframe weighs more), as L-C4 fuses overlapping clips
 with distance-based weights.
@@ -12,41 +12,106 @@ with distance-based weights.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import cv2
 import numpy as np
 
 from chromaflow.temporal.warp import backward_warp
 
 
-def carry(
-    ab: np.ndarray,
-    confidence: np.ndarray,
-    flow_to_source: np.ndarray,
-    reliability: np.ndarray,
-    decay: float = 1.0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Carry chroma one frame along the flow.
+@dataclass(frozen=True)
+class Track:
+    """Chroma carried from an anchor frame, as a chained mapping into that frame.
 
-    The step's reliability goes through a soft threshold (1 above ``0.6``, 0
-    under ``0.2``, linear between) before it caps the carried confidence, so
-    the small reliability dips that noise and compression cause on every frame
-    do not pile up along a long chain; occlusions and flow failures, which
-    drive reliability towards 0, still do.
+    Carrying colours by warping them frame after frame would resample (and
+    blur) them at every step.  A track instead chains the flow: it carries,
+    per pixel, the position in the anchor frame its colour comes from, and the
+    colour is sampled from the anchor once.  Pixels re-coloured by a
+    correction carry their colour directly instead (``weight`` 0).
+
+    Attributes:
+        coords: ``(H, W, 2)`` ``float32`` ``(x, y)`` position in the anchor frame.
+        weight: ``(H, W)`` ``float32`` share of the colour sampled from the anchor
+            at ``coords``; the rest is ``ab``.
+        ab: ``(H, W, 2)`` ``float32`` chroma carried directly.
+        confidence: ``(H, W)`` ``float32`` in ``[0, 1]``.
+    """
+
+    coords: np.ndarray
+    weight: np.ndarray
+    ab: np.ndarray
+    confidence: np.ndarray
+
+
+def start_track(anchor_ab: np.ndarray, anchor_confidence: np.ndarray) -> Track:
+    """A track at its anchor frame: every pixel maps to itself."""
+    h, w = anchor_confidence.shape
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return Track(
+        coords=np.dstack([gx, gy]),
+        weight=np.ones((h, w), np.float32),
+        ab=np.ascontiguousarray(anchor_ab, dtype=np.float32),
+        confidence=np.ascontiguousarray(anchor_confidence, dtype=np.float32),
+    )
+
+
+def reliability_gate(reliability: np.ndarray) -> np.ndarray:
+    """Soft threshold of a step's reliability: 1 above ``0.6``, 0 under ``0.2``, linear between.
+
+    The small dips that noise and compression cause on every frame then do
+    not pile up along a long chain, while occlusions and flow failures, which
+    drive reliability towards 0, still cut it.
+    """
+    return np.clip((reliability - 0.2) / 0.4, 0.0, 1.0).astype(np.float32)
+
+
+def carry_track(track: Track, flow_to_source: np.ndarray, reliability: np.ndarray) -> Track:
+    """Move a track one frame along the flow.
 
     Args:
-        ab: ``(H, W, 2)`` chroma of the source frame.
-        confidence: ``(H, W)`` confidence of ``ab`` in ``[0, 1]``.
+        track: the track at the source frame.
         flow_to_source: ``(H, W, 2)`` flow from the target frame to the source frame.
         reliability: ``(H, W)`` reliability of that warp (see
             :func:`~chromaflow.temporal.reliability.warp_reliability`).
-        decay: factor applied to the confidence per step (``<= 1``).
 
     Returns:
-        ``(ab, confidence)`` of the target frame.
+        The track at the target frame; its confidence is the smaller of the
+        carried confidence and the gated reliability of this step.
     """
-    warped = backward_warp(np.dstack([ab, confidence]), flow_to_source)
-    gate = np.clip((reliability - 0.2) / 0.4, 0.0, 1.0)
-    conf = np.minimum(warped[..., 2], gate) * decay
-    return np.ascontiguousarray(warped[..., :2]), np.clip(conf, 0.0, 1.0).astype(np.float32)
+    stacked = np.dstack([track.coords, track.weight, track.ab, track.confidence])
+    warped = backward_warp(stacked, flow_to_source)
+    conf = np.minimum(warped[..., 5], reliability_gate(reliability))
+    return Track(
+        coords=np.ascontiguousarray(warped[..., 0:2]),
+        weight=np.clip(warped[..., 2], 0.0, 1.0),
+        ab=np.ascontiguousarray(warped[..., 3:5]),
+        confidence=np.clip(conf, 0.0, 1.0).astype(np.float32),
+    )
+
+
+def track_colors(track: Track, anchor_ab: np.ndarray) -> np.ndarray:
+    """``(H, W, 2)`` chroma of a track: anchor colours sampled at ``coords``, blended with ``ab`` by ``weight``."""
+    sampled = cv2.remap(
+        np.ascontiguousarray(anchor_ab, dtype=np.float32),
+        track.coords[..., 0],
+        track.coords[..., 1],
+        interpolation=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    w = track.weight[..., None]
+    return (sampled * w + track.ab * (1.0 - w)).astype(np.float32)
+
+
+def recolor_track(track: Track, ab: np.ndarray, replaced: np.ndarray, confidence: float) -> Track:
+    """Pixels ``replaced`` (``(H, W)`` bool) now carry ``ab`` directly, with the given confidence."""
+    r = replaced.astype(np.float32)
+    return Track(
+        coords=track.coords,
+        weight=track.weight * (1.0 - r),
+        ab=np.where(replaced[..., None], ab, track.ab).astype(np.float32),
+        confidence=np.where(replaced, confidence, track.confidence).astype(np.float32),
+    )
 
 
 def fuse(

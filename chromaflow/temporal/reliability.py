@@ -11,6 +11,7 @@ Three cues, each in ``[0, 1]``, multiplied:
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from chromaflow.temporal.warp import backward_warp, valid_mask
@@ -32,16 +33,28 @@ def fb_consistency(flow_cur_to_prev: np.ndarray, flow_prev_to_cur: np.ndarray, s
 
 
 def luminance_agreement(
-    lightness_cur: np.ndarray, lightness_prev_warped: np.ndarray, tolerance: float = 6.0
+    lightness_cur: np.ndarray,
+    lightness_prev_warped: np.ndarray,
+    tolerance: float = 6.0,
+    edge_slack: float = 0.5,
 ) -> np.ndarray:
-    """``exp(-(dL / tolerance)^2)`` with ``dL`` the Lab lightness difference; ``(H, W)`` ``float32``.
+    """``exp(-(dL / tol)^2)`` with ``dL`` the Lab lightness difference; ``(H, W)`` ``float32``.
+
+    The tolerance grows with the local gradient (``tol = tolerance + edge_slack
+    * |grad L|``, gradient in L units per pixel): at a sharp edge a sub-pixel
+    flow error changes the warped lightness a lot while the colour carried is
+    still right, whereas a real occlusion changes lightness in flat areas too.
 
     Args:
         lightness_cur: ``(H, W)`` L in ``[0, 100]``.
         lightness_prev_warped: the previous frame's L warped onto the current frame.
-        tolerance: difference in L units at which reliability drops to ``1/e``.
+        tolerance: difference in L units at which reliability drops to ``1/e`` in flat areas.
+        edge_slack: extra tolerance per unit of gradient magnitude.
     """
-    d = (lightness_cur - lightness_prev_warped) / tolerance
+    gx = cv2.Sobel(lightness_cur, cv2.CV_32F, 1, 0, ksize=3, scale=0.125)
+    gy = cv2.Sobel(lightness_cur, cv2.CV_32F, 0, 1, ksize=3, scale=0.125)
+    tol = tolerance + edge_slack * np.sqrt(gx * gx + gy * gy)
+    d = (lightness_cur - lightness_prev_warped) / tol
     return np.exp(-(d * d)).astype(np.float32)
 
 
