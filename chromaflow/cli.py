@@ -105,6 +105,15 @@ def colorize(
         typer.Option(min=0, max=51, help="H.264 quality: 0 = lossless 4:4:4 (default); 16-20 = small files that play everywhere."),
     ] = 0,
     fps: Annotated[Optional[float], typer.Option(help="Frame rate when the input is a frame directory (default 25).")] = None,
+    keyframe: Annotated[
+        Optional[list[int]], typer.Option("--keyframe", help="Frame index that must be a keyframe; repeatable.")
+    ] = None,
+    flow: Annotated[
+        str, typer.Option(help="Optical flow: dis, dis:fast, dis:ultrafast, or a local RAFT checkpoint (.pth).")
+    ] = "dis",
+    work_size: Annotated[
+        int, typer.Option(min=64, max=4096, help="Longer side of the working resolution (flow and chroma).")
+    ] = 384,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
 ) -> None:
     """Colorize INPUT into OUTPUT, keeping its frames, timing, audio and gray levels."""
@@ -113,7 +122,11 @@ def colorize(
 
     if fps is not None and fps <= 0:
         raise InputError("--fps must be positive")
+    from chromaflow.pipeline import EngineOptions
+
     options = ColorizeOptions(
+        engine=EngineOptions(work_max_side=work_size, keyframes=tuple(keyframe or ())),
+        flow=flow,
         references=_pair_references(reference or [], reference_frame or []),
         palette=palette,
         prompt=prompt,

@@ -80,14 +80,28 @@ def select_colorizer(conditions: Conditions) -> Colorizer | None:
     )
 
 
-def build_engine(conditions: Conditions, options: EngineOptions | None = None) -> TemporalEngine:
-    """The temporal engine for these conditions, with the default fill step and flow."""
-    from chromaflow.fill.levin import LevinFill
-    from chromaflow.temporal.flow import DISFlow
+def build_engine(
+    conditions: Conditions, options: EngineOptions | None = None, flow: str = "dis"
+) -> TemporalEngine:
+    """The temporal engine for these conditions: Levin fill, the given flow, the keyframe colorizer.
 
+    Args:
+        flow: ``"dis"`` (DIS medium), ``"dis:fast"`` ... or the path of a local
+            RAFT checkpoint (see :func:`~chromaflow.temporal.flow.load_flow_estimator`).
+
+    Raises:
+        InputError: unknown flow spec or unreadable RAFT checkpoint.
+    """
+    from chromaflow.fill.levin import LevinFill
+    from chromaflow.temporal.flow import load_flow_estimator
+
+    try:
+        estimator = load_flow_estimator(flow)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
     return TemporalEngine(
         fill=LevinFill(max_pixels=4000),
-        flow=DISFlow("medium"),
+        flow=estimator,
         colorizer=select_colorizer(conditions),
         options=options or EngineOptions(),
     )
@@ -138,7 +152,7 @@ def colorize(
     out_path = check_output_path(output, options.overwrite, in_path)
     with open_source(in_path, fps=options.fps) as source:
         conditions = build_conditions(options, source)
-        engine = build_engine(conditions, options.engine)
+        engine = build_engine(conditions, options.engine, options.flow)
         log.info("colorizing %d frames from %s", source.info.n_frames, describe(conditions))
         audio = in_path if source.info.audio_streams else None
         names = source.info.names

@@ -41,8 +41,7 @@ from chromaflow.io.source import Frame, FrameSource, is_probably_color
 from chromaflow.pipeline.buffer import SpillList
 from chromaflow.temporal.keyframes import select_keyframes
 from chromaflow.temporal.propagation import Track, carry_track, fuse, recolor_track, start_track, track_colors
-from chromaflow.temporal.reliability import fb_consistency, luminance_agreement
-from chromaflow.temporal.warp import backward_warp, valid_mask
+from chromaflow.temporal.reliability import step_reliability
 from chromaflow.temporal.shots import Signature, detect_cuts, frame_signature, shot_ranges
 
 log = logging.getLogger("chromaflow")
@@ -140,6 +139,9 @@ class TemporalEngine:
             return Plan(0, [], is_color)
         cuts = detect_cuts(sigs)
         ref_frames = sorted({r.frame for r in conditions.references if r.frame is not None and r.frame < n})
+        outside = [k for k in self.options.keyframes if not 0 <= k < n]
+        if outside:
+            log.warning("ignoring keyframes outside the video (frames 0 to %d): %s", n - 1, outside)
         forced = set(ref_frames) | {k for k in self.options.keyframes if 0 <= k < n}
         exemplar = bool(conditions.references)
         shots = []
@@ -295,7 +297,7 @@ class TemporalEngine:
             if track is not None and prev is not None:
                 f_cur_prev, f_prev_cur = self.flow.pair(item["work"], prev["work"])
                 item["flow_to_prev"], item["flow_from_prev"] = f_cur_prev, f_prev_cur
-                rel, lum = self._reliability(f_cur_prev, f_prev_cur, item["light"], prev["light"])
+                rel, lum = step_reliability(f_cur_prev, f_prev_cur, item["light"], prev["light"])
                 track = carry_track(track, f_cur_prev, rel)
                 ab = track_colors(track, track_anchor)
                 if t not in shot.anchors:
@@ -345,11 +347,11 @@ class TemporalEngine:
                 f_item_nxt, f_nxt_item = nxt["flow_from_prev"], nxt["flow_to_prev"]
             else:
                 f_item_nxt, f_nxt_item = self.flow.pair(item["work"], nxt["work"])
-            rel = self._reliability(f_item_nxt, f_nxt_item, item["light"], nxt["light"])[0]
+            rel, lum = step_reliability(f_item_nxt, f_nxt_item, item["light"], nxt["light"])
             track = carry_track(track, f_item_nxt, rel)
             ab = track_colors(track, anchor_ab)
             if "ab_fwd" not in item:  # backward only: this chain must correct itself
-                track, ab = self._correct_track(item["light"], track, ab, self._last_agreement(item, nxt, f_item_nxt))
+                track, ab = self._correct_track(item["light"], track, ab, lum)
             pending.set(i, "ab_bwd", ab)
             pending.set(i, "conf_bwd", track.confidence)
             nxt = item
@@ -363,19 +365,6 @@ class TemporalEngine:
             else:
                 ab_t = item["ab_bwd"]
             yield self._emit(item, ab_t)
-
-    @staticmethod
-    def _last_agreement(item: dict, nxt: dict, flow_to_nxt: np.ndarray) -> np.ndarray:
-        return luminance_agreement(item["light"], backward_warp(nxt["light"], flow_to_nxt))
-
-    @staticmethod
-    def _reliability(
-        flow_to_src: np.ndarray, flow_from_src: np.ndarray, light: np.ndarray, light_src: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The step's reliability and its luminance-agreement part (used to weigh weak hints)."""
-        lum = luminance_agreement(light, backward_warp(light_src, flow_to_src))
-        rel = fb_consistency(flow_to_src, flow_from_src) * lum * valid_mask(flow_to_src)
-        return rel.astype(np.float32), lum
 
     def _correct_track(
         self, light: np.ndarray, track: Track, ab: np.ndarray, agreement: np.ndarray | None = None

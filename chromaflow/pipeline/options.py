@@ -29,6 +29,7 @@ class ColorizeOptions:
         crf: x264 quality for video outputs; 0 is lossless 4:4:4 (the default).
         fps: frame rate of a video written from a frame directory (default 25).
         engine: options of the temporal engine (working size, keyframes, ablations).
+        flow: optical flow: ``"dis"`` (default), ``"dis:fast"``, or a local RAFT checkpoint path.
         progress: show a progress bar (only when stderr is a terminal).
     """
 
@@ -40,4 +41,5 @@ class ColorizeOptions:
     crf: int = 0
     fps: float | None = None
     engine: EngineOptions = field(default_factory=EngineOptions)
+    flow: str = "dis"
     progress: bool = True

@@ -58,6 +58,35 @@ def luminance_agreement(
     return np.exp(-(d * d)).astype(np.float32)
 
 
+def step_reliability(
+    flow_cur_to_prev: np.ndarray,
+    flow_prev_to_cur: np.ndarray,
+    lightness_cur: np.ndarray,
+    lightness_prev: np.ndarray,
+    fb_sigma: float = 1.0,
+    luminance_tolerance: float = 6.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reliability of one propagation step, and its luminance-agreement part.
+
+    Args:
+        flow_cur_to_prev, flow_prev_to_cur: ``(H, W, 2)`` flows between the two frames.
+        lightness_cur, lightness_prev: ``(H, W)`` Lab L of the two frames.
+
+    Returns:
+        ``(reliability, agreement)``, both ``(H, W)`` ``float32`` in ``[0, 1]``:
+        the product of forward-backward consistency, luminance agreement and
+        the in-frame test; and the luminance agreement alone (whether the
+        carried surface still looks the same, used to tell a broken chain from
+        new content).
+    """
+    agreement = luminance_agreement(
+        lightness_cur, backward_warp(lightness_prev, flow_cur_to_prev), luminance_tolerance
+    )
+    rel = fb_consistency(flow_cur_to_prev, flow_prev_to_cur, fb_sigma) * agreement
+    rel *= valid_mask(flow_cur_to_prev)
+    return rel.astype(np.float32), agreement
+
+
 def warp_reliability(
     flow_cur_to_prev: np.ndarray,
     flow_prev_to_cur: np.ndarray,
@@ -68,15 +97,8 @@ def warp_reliability(
 ) -> np.ndarray:
     """Confidence in ``[0, 1]`` that the previous frame's colour, warped, is right at each pixel.
 
-    Args:
-        flow_cur_to_prev, flow_prev_to_cur: ``(H, W, 2)`` flows between the two frames.
-        lightness_cur, lightness_prev: ``(H, W)`` Lab L of the two frames.
-
-    Returns:
-        ``(H, W)`` ``float32``: the product of forward-backward consistency,
-        luminance agreement and the in-frame test.
+    The first part of :func:`step_reliability`; ``(H, W)`` ``float32``.
     """
-    rel = fb_consistency(flow_cur_to_prev, flow_prev_to_cur, fb_sigma)
-    rel *= luminance_agreement(lightness_cur, backward_warp(lightness_prev, flow_cur_to_prev), luminance_tolerance)
-    rel *= valid_mask(flow_cur_to_prev)
-    return rel
+    return step_reliability(
+        flow_cur_to_prev, flow_prev_to_cur, lightness_cur, lightness_prev, fb_sigma, luminance_tolerance
+    )[0]
