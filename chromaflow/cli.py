@@ -187,6 +187,7 @@ def bench(
     clip: Annotated[Optional[list[str]], typer.Option("--clip", help="Only these clips (by name); repeatable.")] = None,
     lpips: Annotated[bool, typer.Option(help="Also compute LPIPS (AlexNet).")] = False,
     seed: Annotated[int, typer.Option(help="Seed for every mode.")] = 0,
+    jobs: Annotated[int, typer.Option(min=1, help="Jobs at once, each in its own process.")] = 1,
 ) -> None:
     """Benchmark modes on every clip of CLIPS_DIR (ground truth = the clip itself)."""
     _setup_logging()
@@ -198,6 +199,7 @@ def bench(
         lpips=lpips,
         seed=seed,
         clips=tuple(clip or ()),
+        jobs=jobs,
     )
     run_bench(clips_dir, out, options)
     typer.echo((out / "bench.md").read_text())

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from chromaflow.bench.evaluate import list_clips
+from chromaflow.io.naming import natural_key
 from chromaflow.bench.modes import MODES, conditions_for_mode, engine_options_for_mode
 from chromaflow.color.lab import rgb_to_gray
 from chromaflow.errors import ChromaflowError, InputError
@@ -50,14 +51,18 @@ class BenchOptions:
         lpips: also compute LPIPS (AlexNet).
         flow_max_side: working resolution of the warping-error flow.
         seed: seed passed to every mode.
+        clips: only these clips (by name); empty: all.
+        jobs: jobs run at once (each in its own process); seconds per frame
+            are then measured under that much contention.
     """
 
     modes: tuple[str, ...] = ("auto", "exemplar", "palette")
     max_frames: int | None = None
     lpips: bool = False
-    flow_max_side: int | None = 640
+    flow_max_side: int | None = 480
     seed: int = 0
     clips: tuple[str, ...] = field(default_factory=tuple)
+    jobs: int = 1
 
 
 class GrayInput(FrameSource):
@@ -191,23 +196,35 @@ def run_bench(clips_dir: str | Path, out_dir: str | Path, options: BenchOptions)
 
     jobs = [(c, m) for c in clips for m in modes]
     sheets: dict[str, dict[str, dict]] = {}
-    for clip, mode in track(jobs, len(jobs), "benchmark"):
-        log.info("%s / %s", clip.name, mode)
-        status, payload = run_isolated(clip, mode, options)
-        if status == "ok":
-            sheets.setdefault(clip.stem, {})[mode] = payload.pop("samples")
-            report["clips"].setdefault(clip.stem, {})[mode] = payload
-        elif status == "unavailable":
-            report["unavailable"][mode] = payload
-        else:
-            report["errors"].setdefault(clip.stem, {})[mode] = payload
-            log.error("%s / %s failed: %s", clip.name, mode, payload.splitlines()[0])
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    # Each job runs in its own process (run_isolated); threads only wait for them.
+    with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
+        futures = {pool.submit(run_isolated, clip, mode, options): (clip, mode) for clip, mode in jobs}
+        for future in track(as_completed(futures), len(jobs), "benchmark"):
+            clip, mode = futures[future]
+            status, payload = future.result()
+            log.info("%s / %s: %s", clip.name, mode, status)
+            if status == "ok":
+                sheets.setdefault(clip.stem, {})[mode] = payload.pop("samples")
+                report["clips"].setdefault(clip.stem, {})[mode] = payload
+            elif status == "unavailable":
+                report["unavailable"][mode] = payload
+            else:
+                report["errors"].setdefault(clip.stem, {})[mode] = payload
+                log.error("%s / %s failed: %s", clip.name, mode, payload.splitlines()[0])
+            _write_report(out_dir, report)  # partial results survive an interrupted run
     for clip_name, per_mode in sheets.items():
         write_contact_sheet(out_dir / "sheets" / f"{clip_name}.png", per_mode)
+    _write_report(out_dir, report)
+    return report
+
+
+def _write_report(out_dir: Path, report: dict[str, Any]) -> None:
+    report["clips"] = {k: report["clips"][k] for k in sorted(report["clips"], key=natural_key)}
     report["summary"] = summarize(report)
     _write_atomic(out_dir / "bench.json", json.dumps(report, indent=1, default=_json_default))
     _write_atomic(out_dir / "bench.md", render_markdown(report))
-    return report
 
 
 def summarize(report: dict[str, Any]) -> dict[str, Any]:

@@ -1,9 +1,10 @@
 """The interface every colorizer implements.
 
 A colorizer maps gray frames (as Lab lightness) plus :class:`Conditions` to
-chroma.  It knows nothing of files, videos or resolution policy: the pipeline
-resizes frames to the colorizer's working size, calls it on batches, and
-upsamples the chroma along the full-resolution luminance edges.
+chroma.  It knows nothing of files or videos: the temporal engine hands it the
+keyframes of a shot together (at the engine's working resolution, so a
+colorizer can make them agree), then propagates and corrects the rest, and
+brings chroma back to full size along the luminance edges.
 """
 
 from __future__ import annotations
@@ -21,12 +22,9 @@ class Colorizer(ABC):
 
     Attributes:
         name: short identifier shown to users and in benchmark tables.
-        max_side: preferred working resolution (longer side in pixels), or
-            ``None`` to receive frames at full resolution.
     """
 
     name: str = "colorizer"
-    max_side: int | None = 512
 
     @abstractmethod
     def colorize(
@@ -46,7 +44,3 @@ class Colorizer(ABC):
         Returns:
             ``(T, h, w, 2)`` ``float32`` Lab ab, about ``[-128, 127]``.
         """
-
-    def describe(self, conditions: Conditions) -> str:
-        """One line telling the user what this colorizer will do."""
-        return self.name

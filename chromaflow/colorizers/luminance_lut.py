@@ -97,7 +97,6 @@ class LuminanceLUTColorizer(Colorizer):
     """
 
     name = "luminance-lut"
-    max_side = 512
 
     def __init__(self) -> None:
         self._conditions: Conditions | None = None
@@ -128,9 +127,3 @@ class LuminanceLUTColorizer(Colorizer):
             table = np.tensordot(weights / weights.sum(), np.stack([tb for _, tb in tables]), axes=1)
             out[i] = apply_lut(lightness[i], table.astype(np.float32))
         return out
-
-    def describe(self, conditions: Conditions) -> str:
-        if conditions.references:
-            n = len(conditions.references)
-            return f"luminance-keyed color transfer from {n} reference{'s' if n > 1 else ''} (baseline, no model)"
-        return "luminance-keyed color transfer from the palette (baseline, no model)"
