@@ -89,6 +89,7 @@ class ShotPlan:
     keyframes: list[int]
     anchors: list[int] = field(default_factory=list)
     precomputed: set[int] = field(default_factory=set)
+    reference: Reference | None = None  # the reference photo that colours this shot by correspondence
 
 
 @dataclass
@@ -148,11 +149,8 @@ class TemporalEngine:
         for start, stop in shot_ranges(cuts, n):
             kf = select_keyframes(sigs[start:stop], start, max_gap=self.options.max_gap, forced=forced)
             shot = ShotPlan(start, stop, kf)
-            if exemplar:
-                own = [f for f in ref_frames if start <= f < stop]
-                shot.precomputed = set(own)
-                if not own:
-                    shot.precomputed = {-1}  # placeholder: the best-matching keyframe, chosen in color_anchors
+            if exemplar:  # reference frames of the shot; none: a keyframe chosen in color_anchors
+                shot.precomputed = {f for f in ref_frames if start <= f < stop}
             else:
                 shot.precomputed = set(kf)
             shots.append(shot)
@@ -172,7 +170,7 @@ class TemporalEngine:
         """Colours of the precomputed anchors: ``{frame: (ab, confidence)}`` at working resolution."""
         need: set[int] = set()
         for shot in plan.shots:
-            if -1 in shot.precomputed or not conditions.references:
+            if not shot.precomputed or not conditions.references:  # matched or colorizer keyframes
                 need.update(shot.keyframes)
         grays: dict[int, np.ndarray] = {}
         if need:
@@ -183,10 +181,9 @@ class TemporalEngine:
         refs_by_frame = {r.frame: r for r in conditions.references if r.frame is not None}
         for shot in plan.shots:
             if conditions.references:
-                if -1 in shot.precomputed:
-                    ref = self._nearest_reference(conditions.references, shot.start)
-                    best = self._best_matching(shot.keyframes, grays, ref)
-                    anchors[best] = self._correspondence_colors(grays[best], ref)
+                if not shot.precomputed:
+                    best, shot.reference = self._best_match(shot.keyframes, grays, conditions.references)
+                    anchors[best] = self._correspondence_colors(grays[best], shot.reference)
                     shot.precomputed = {best}
                 for f in shot.precomputed:
                     if f in refs_by_frame:
@@ -240,16 +237,28 @@ class TemporalEngine:
         filled = self.fill.fill(light, ab, hint_conf) if hint_conf.any() else ab
         return filled.astype(np.float32), np.full(gray.shape, self.options.fill_confidence, np.float32)
 
-    def _best_matching(self, keyframes: Sequence[int], grays: dict[int, np.ndarray], ref: Reference) -> int:
-        if len(keyframes) == 1:
-            return keyframes[0]
+    def _best_match(
+        self, keyframes: Sequence[int], grays: dict[int, np.ndarray], refs: Sequence[Reference]
+    ) -> tuple[int, Reference]:
+        """The (keyframe, reference) pair whose global EfficientNet descriptors agree best."""
+        if len(keyframes) == 1 and len(refs) == 1:
+            return keyframes[0], refs[0]
         matcher = self.matcher
-        ref_desc = matcher.describe(rgb_to_gray(ref.rgb))
-        scores = matcher.rank_frames([matcher.describe(grays[k]) for k in keyframes], ref_desc)
-        return int(keyframes[int(np.argmax(scores))])
+        frame_desc = [matcher.describe(grays[k]) for k in keyframes]
+        best = (-np.inf, keyframes[0], refs[0])
+        for ref in refs:
+            scores = matcher.rank_frames(frame_desc, matcher.describe(rgb_to_gray(ref.rgb)))
+            i = int(np.argmax(scores))
+            if scores[i] > best[0]:
+                best = (float(scores[i]), keyframes[i], ref)
+        return best[1], best[2]
 
     @staticmethod
-    def _nearest_reference(refs: Sequence[Reference], frame: int) -> Reference:
+    def _reference_for(shot: ShotPlan, refs: Sequence[Reference], frame: int) -> Reference:
+        """The reference that helps correct frame ``frame``: the shot's matched photo, else the
+        nearest reference frame in time."""
+        if shot.reference is not None:
+            return shot.reference
         anchored = [r for r in refs if r.frame is not None]
         if anchored:
             return min(anchored, key=lambda r: abs(r.frame - frame))
@@ -307,7 +316,7 @@ class TemporalEngine:
                 if t in anchors:
                     ab_t, conf_t = anchors[t]
                 else:  # derived anchor: propagated colours, corrected with correspondence hints
-                    ab_t, conf_t = self._derive_anchor(item, fwd, conditions)
+                    ab_t, conf_t = self._derive_anchor(item, fwd, self._reference_for(shot, conditions.references, t))
                 if len(pending):
                     yield from self._flush(pending, (ab_t, conf_t), item, last_anchor, t)
                     pending.clear()
@@ -376,9 +385,8 @@ class TemporalEngine:
         return recolor_track(track, out, replaced, self.options.fill_confidence), out
 
     def _derive_anchor(
-        self, item: dict, fwd: tuple[np.ndarray, np.ndarray] | None, conditions: Conditions
+        self, item: dict, fwd: tuple[np.ndarray, np.ndarray] | None, ref: Reference
     ) -> tuple[np.ndarray, np.ndarray]:
-        ref = self._nearest_reference(conditions.references, item["index"])
         if fwd is None:
             return self._correspondence_colors(item["work"], ref)
         ab, conf = fwd
