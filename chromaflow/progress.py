@@ -31,3 +31,4 @@ def track(items: Iterable[T], total: int | None, description: str, enabled: bool
             task_obj = progress.tasks[0]
             speed = task_obj.speed
             progress.update(task, advance=1, rate=f"{speed:.1f} fps" if speed else "")
+

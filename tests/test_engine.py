@@ -132,3 +132,23 @@ def test_unanchored_reference_uses_correspondence(clip):
     _, out = _run(clip, cond)
     gray_psnr = float(np.mean([psnr(_gray3(g), g) for g in clip]))
     assert _mean_psnr(out, clip) > gray_psnr
+
+
+def test_keyframe_added_where_propagation_fails(clip, monkeypatch):
+    """Halfway the scene changes; with the cut detector and the keyframe selection blinded
+    (only the first and last frame are keyframes), propagation fails at the change and the
+    engine makes that frame a keyframe."""
+    import chromaflow.pipeline.engine as engine_module
+
+    frames = clip[:12] + [np.ascontiguousarray(np.roll(255 - f, 9, axis=1)) for f in clip[:12]]
+    cond = Conditions(references=(Reference(clip[0], frame=0),))
+    src = ArraySource([_gray3(f) for f in frames])
+    monkeypatch.setattr(engine_module, "detect_cuts", lambda sigs: [0])
+    monkeypatch.setattr(engine_module, "select_keyframes", lambda sigs, start, **kw: [start, start + len(sigs) - 1])
+    engine = build_engine(cond, EngineOptions())
+    out = list(engine.run(src, cond))
+    assert [f.index for f, _ in out] == list(range(len(frames)))
+    assert any(12 <= k <= 14 for k in engine.added_keyframes), engine.added_keyframes
+    assert all(k >= 12 for k in engine.added_keyframes)
+    _, warp_only = _run(frames, cond, EngineOptions(correct=False, backward=False))
+    assert len(warp_only) == len(frames)  # the plain-warping ablation never adds keyframes

@@ -7,6 +7,7 @@ progress bar; the engine (:mod:`chromaflow.pipeline.engine`) does the work.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Iterator
@@ -55,6 +56,8 @@ def build_conditions(options: ColorizeOptions, source: FrameSource) -> Condition
     prompt = options.prompt.strip() if options.prompt is not None else None
     if options.prompt is not None and not prompt:
         raise InputError("empty --prompt")
+    if refs and palette is not None:
+        log.warning("--palette is not used together with --reference yet: colors come from the references")
     return Conditions(references=refs, palette=palette, prompt=prompt, seed=options.seed)
 
 
@@ -158,8 +161,8 @@ def colorize(
         names = source.info.names
         start = time.perf_counter()
         with open_sink(out_path, source.info, options.overwrite, audio_from=audio, crf=options.crf) as sink:
-            frames = engine.run(source, conditions)
-            for frame, rgb in track(frames, source.info.n_frames, "colorizing", options.progress):
+            engine.progress = functools.partial(track, enabled=options.progress)
+            for frame, rgb in engine.run(source, conditions):
                 sink.write(rgb, frame.pts, names[frame.index] if frame.index < len(names) else None)
             if sink.frames_written == 0:
                 raise InputError(f"{in_path}: no frame could be decoded")

@@ -26,7 +26,7 @@ along the luminance edges and composed with the input gray.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -66,6 +66,10 @@ class EngineOptions:
             propagated colour where its lightness still agrees.
         keyframes: user-given keyframe indices.
         memory_budget_mb: frames held in memory between anchors before spilling to disk.
+        reanchor_fraction: when more than this fraction of a frame's propagated
+            colours are unreliable, the frame becomes a keyframe on the way
+            (coloured by the colorizer, or derived with correspondence hints).
+        min_reanchor_gap: frames at least between such a keyframe and the previous anchor.
     """
 
     work_max_side: int = 384
@@ -78,6 +82,8 @@ class EngineOptions:
     weak_hint: float = 1.0
     keyframes: tuple[int, ...] = ()
     memory_budget_mb: int = 384
+    reanchor_fraction: float = 0.35
+    min_reanchor_gap: int = 8
 
 
 @dataclass
@@ -125,13 +131,21 @@ class TemporalEngine:
         self.colorizer = colorizer
         self._matcher = matcher
         self.options = options or EngineOptions()
+        #: Frames made keyframes during the last run because propagation failed there.
+        self.added_keyframes: list[int] = []
+        #: ``(frames, total, description) -> frames``: wraps every pass over the
+        #: source (the pipeline sets a progress bar here); identity by default.
+        self.progress: Callable[[Iterable[Frame], int, str], Iterable[Frame]] = lambda frames, total, desc: frames
+
+    def _frames(self, source: FrameSource, description: str) -> Iterable[Frame]:
+        return self.progress(iter(source), source.info.n_frames, description)
 
     # ------------------------------------------------------------------ plan
     def analyse(self, source: FrameSource, conditions: Conditions) -> Plan:
         """First pass: signatures, shots, keyframes and anchor positions."""
         sigs: list[Signature] = []
         is_color = False
-        for frame in source:
+        for frame in self._frames(source, "analysing"):
             if not is_color and frame.index < 3 and is_probably_color(frame.rgb):
                 is_color = True
             sigs.append(frame_signature(self._work_gray(rgb_to_gray(frame.rgb))))
@@ -174,9 +188,11 @@ class TemporalEngine:
                 need.update(shot.keyframes)
         grays: dict[int, np.ndarray] = {}
         if need:
-            for frame in source:
+            for frame in self._frames(source, "keyframes"):
                 if frame.index in need:
                     grays[frame.index] = self._work_gray(rgb_to_gray(frame.rgb))
+                    if len(grays) == len(need):
+                        break
         anchors: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         refs_by_frame = {r.frame: r for r in conditions.references if r.frame is not None}
         for shot in plan.shots:
@@ -273,7 +289,10 @@ class TemporalEngine:
         if plan.n_frames == 0:
             return
         anchors = self.color_anchors(source, plan, conditions)
+        self.added_keyframes = []
         yield from self._propagate(source, plan, anchors, conditions)
+        if self.added_keyframes:
+            log.info("%d keyframes added where propagation failed", len(self.added_keyframes))
 
     def _propagate(
         self,
@@ -291,7 +310,7 @@ class TemporalEngine:
         track_anchor: np.ndarray | None = None  # that anchor's chroma
         prev: dict | None = None
         last_anchor: int | None = None
-        for frame in source:
+        for frame in self._frames(source, "colorizing"):
             t = frame.index
             if t >= plan.n_frames:
                 break
@@ -309,12 +328,25 @@ class TemporalEngine:
                 rel, lum = step_reliability(f_cur_prev, f_prev_cur, item["light"], prev["light"])
                 track = carry_track(track, f_cur_prev, rel)
                 ab = track_colors(track, track_anchor)
+                failing = (
+                    opts.correct
+                    and last_anchor is not None
+                    and t - last_anchor >= opts.min_reanchor_gap
+                    and float((track.confidence < opts.correction_threshold).mean()) > opts.reanchor_fraction
+                )
+                if failing and t not in shot.anchors:
+                    # Propagation is failing here: this frame becomes a keyframe.
+                    shot.anchors = sorted([*shot.anchors, t])
+                    self.added_keyframes.append(t)
                 if t not in shot.anchors:
                     track, ab = self._correct_track(item["light"], track, ab, lum)
                 fwd = (ab, track.confidence)
             if t in shot.anchors:
                 if t in anchors:
                     ab_t, conf_t = anchors[t]
+                elif self.colorizer is not None:  # a keyframe added on the way: the colorizer colours it
+                    ab_t = self.colorizer.colorize(item["light"][None], [t], conditions)[0].astype(np.float32)
+                    conf_t = np.ones(ab_t.shape[:2], np.float32)
                 else:  # derived anchor: propagated colours, corrected with correspondence hints
                     ab_t, conf_t = self._derive_anchor(item, fwd, self._reference_for(shot, conditions.references, t))
                 if len(pending):
@@ -331,6 +363,11 @@ class TemporalEngine:
                 ab = fwd[0] if fwd is not None else np.zeros(item["light"].shape + (2,), np.float32)
                 yield self._emit(item, ab)
             prev = {"work": item["work"], "light": item["light"]}
+        # The source ended before the anchor these frames waited for (it decoded fewer
+        # frames than the analysis pass saw): emit them with what they have.
+        for i in range(len(pending)):
+            item = pending[i]
+            yield self._emit(item, item.get("ab_fwd", np.zeros(item["light"].shape + (2,), np.float32)))
         pending.clear()
 
     def _flush(
