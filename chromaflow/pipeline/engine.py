@@ -12,10 +12,12 @@ One path serves every mode:
    keyframes become *derived* anchors: their colours are the propagated ones,
    corrected once with the help of correspondence, then carried both ways.
 3. **Propagation** (a second pass): chroma is carried forward from the
-   previous anchor and backward from the next one along DIS flow, each step
-   keeping the smaller of the carried confidence and the warp's reliability;
-   the two candidates are fused by confidence and temporal distance; where
-   confidence stays low the fill step re-colours from the reliable pixels.
+   previous anchor and backward from the next one along the optical flow
+   (DIS by default) as chained-flow tracks, each step keeping the smaller of
+   the carried confidence and the warp's reliability; the two candidates are
+   fused by confidence and temporal distance; where confidence stays low the
+   fill step re-colours from the reliable pixels, and where most of a frame
+   is unreliable that frame becomes a keyframe on the way.
 
 Frames between two anchors wait in a :class:`~chromaflow.pipeline.buffer.SpillList`
 that spills to disk past a budget, so memory does not grow with the video.
