@@ -118,7 +118,8 @@ def colorize(
 ) -> None:
     """Colorize INPUT into OUTPUT, keeping its frames, timing, audio and gray levels."""
     _setup_logging(quiet)
-    from chromaflow.pipeline import ColorizeOptions, colorize as run
+    from chromaflow.pipeline import ColorizeOptions
+    from chromaflow.pipeline import colorize as run
 
     if fps is not None and fps <= 0:
         raise InputError("--fps must be positive")
@@ -216,7 +217,8 @@ def demo(
     """Colorize the sample clip that ships with chromaflow (see chromaflow/data/README.md)."""
     _setup_logging()
     from chromaflow.data import sample_clip, sample_reference
-    from chromaflow.pipeline import ColorizeOptions, ReferenceSpec, colorize as run
+    from chromaflow.pipeline import ColorizeOptions, ReferenceSpec
+    from chromaflow.pipeline import colorize as run
 
     ref_path, ref_frame = sample_reference()
     logging.getLogger("chromaflow").info(

@@ -14,11 +14,11 @@ import av
 import cv2
 import numpy as np
 import pytest
+from conftest import N_FRAMES, list_dir, make_clip_frames, read_frames, write_frame_dir, write_png, write_video
 from scipy.spatial.distance import jensenshannon
 from typer.testing import CliRunner
 
 from chromaflow.cli import app
-from conftest import N_FRAMES, list_dir, make_clip_frames, read_frames, write_frame_dir, write_png, write_video
 
 runner = CliRunner()
 

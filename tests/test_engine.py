@@ -6,6 +6,7 @@ import logging
 
 import numpy as np
 import pytest
+from conftest import make_clip_frames
 
 from chromaflow.color.lab import rgb_to_gray, rgb_to_lab
 from chromaflow.guidance.conditions import Conditions, Reference
@@ -14,7 +15,6 @@ from chromaflow.io.source import ArraySource
 from chromaflow.metrics import psnr
 from chromaflow.pipeline.colorize import build_engine
 from chromaflow.pipeline.engine import EngineOptions
-from conftest import make_clip_frames
 
 
 def _gray3(rgb: np.ndarray) -> np.ndarray:
@@ -41,7 +41,7 @@ def test_exemplar_keeps_order_gray_and_beats_gray(clip):
     cond = Conditions(references=(Reference(clip[0], frame=0),))
     _, out = _run(clip, cond)
     assert [f.index for f, _ in out] == list(range(len(clip)))
-    for (f, rgb), g in zip(out, clip):
+    for (_f, rgb), g in zip(out, clip):
         d = np.abs(rgb_to_gray(rgb).astype(int) - rgb_to_gray(g).astype(int))
         assert d.max() <= 1
     gray_psnr = float(np.mean([psnr(_gray3(g), g) for g in clip]))

@@ -9,15 +9,10 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-
-from chromaflow.errors import InputError, OutputError
-from chromaflow.io import ArraySource, check_output_path, is_probably_color, open_sink, open_source
-from chromaflow.io.naming import list_images, natural_key, natural_sorted
-from chromaflow.io.sink import FrameDirSink
 from conftest import (
     FPS,
-    H,
     N_FRAMES,
+    H,
     W,
     audio_packets,
     gray_of,
@@ -26,8 +21,12 @@ from conftest import (
     read_frames,
     read_pts,
     write_png,
-    write_video,
 )
+
+from chromaflow.errors import InputError, OutputError
+from chromaflow.io import ArraySource, check_output_path, is_probably_color, open_sink, open_source
+from chromaflow.io.naming import list_images, natural_key, natural_sorted
+from chromaflow.io.sink import FrameDirSink
 
 # ----------------------------------------------------------------- naming
 

@@ -8,19 +8,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
-import chromaflow
-from chromaflow import ColorizeOptions, ReferenceSpec
-from chromaflow.colorizers.luminance_lut import (
-    N_BINS,
-    LuminanceLUTColorizer,
-    apply_lut,
-    chroma_lut,
-    lut_from_image,
-)
-from chromaflow.color import compose_rgb, gray_to_lightness, rgb_to_gray, rgb_to_lab
-from chromaflow.errors import InputError, NotAvailableError
-from chromaflow.guidance import Conditions, Reference, parse_hex_list
 from conftest import (
     FPS,
     N_FRAMES,
@@ -37,6 +24,18 @@ from conftest import (
     write_png,
 )
 
+import chromaflow
+from chromaflow import ColorizeOptions, ReferenceSpec
+from chromaflow.color import compose_rgb, gray_to_lightness, rgb_to_gray, rgb_to_lab
+from chromaflow.colorizers.luminance_lut import (
+    N_BINS,
+    LuminanceLUTColorizer,
+    apply_lut,
+    chroma_lut,
+    lut_from_image,
+)
+from chromaflow.errors import InputError, NotAvailableError
+from chromaflow.guidance import Conditions, Reference, parse_hex_list
 
 SHORT = 4  # frames of the short inputs
 

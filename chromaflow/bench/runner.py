@@ -28,10 +28,10 @@ import cv2
 import numpy as np
 
 from chromaflow.bench.evaluate import list_clips
-from chromaflow.io.naming import natural_key
 from chromaflow.bench.modes import MODES, conditions_for_mode, engine_options_for_mode
 from chromaflow.color.lab import rgb_to_gray
 from chromaflow.errors import ChromaflowError, InputError
+from chromaflow.io.naming import natural_key
 from chromaflow.io.source import Frame, FrameSource, open_source
 from chromaflow.metrics.accumulate import VideoMetrics, mean_over_videos
 

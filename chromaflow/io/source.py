@@ -13,9 +13,9 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-from av.video.reformatter import Interpolation
 import cv2
 import numpy as np
+from av.video.reformatter import Interpolation
 from PIL import Image
 
 from chromaflow.errors import InputError
