@@ -118,13 +118,11 @@ def colorize(
 ) -> None:
     """Colorize INPUT into OUTPUT, keeping its frames, timing, audio and gray levels."""
     _setup_logging(quiet)
-    from chromaflow.pipeline import ColorizeOptions
+    from chromaflow.pipeline import ColorizeOptions, EngineOptions
     from chromaflow.pipeline import colorize as run
 
     if fps is not None and fps <= 0:
         raise InputError("--fps must be positive")
-    from chromaflow.pipeline import EngineOptions
-
     options = ColorizeOptions(
         engine=EngineOptions(work_max_side=work_size, keyframes=tuple(keyframe or ())),
         flow=flow,
