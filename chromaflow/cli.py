@@ -206,6 +206,33 @@ def bench(
 
 @app.command()
 @_handle_errors
+def palette(
+    spec: Annotated[str, typer.Argument(help="Hex colors, 'auto', or an image, video or frame directory.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Swatch PNG to write.")] = Path("palette.png"),
+    seed: Annotated[int, typer.Option(help="Seed (for 'auto' and k-means).")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing swatch.")] = False,
+) -> None:
+    """Print the palette SPEC stands for and write a swatch, to check it before a long run."""
+    _setup_logging()
+    import cv2
+
+    from chromaflow.guidance.palette import palette_swatch, parse_palette_spec
+    from chromaflow.io.sink import check_output_path
+
+    out = check_output_path(output, overwrite)
+    if out.suffix.lower() != ".png":
+        raise InputError(f"the swatch is a PNG image: {out} has another extension")
+    pal = parse_palette_spec(spec, seed=seed)
+    typer.echo(",".join(pal.hex()))
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(palette_swatch(pal), cv2.COLOR_RGB2BGR))
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_bytes(buf.tobytes())
+    tmp.replace(out)
+    logging.getLogger("chromaflow").info("wrote %s; use it with --palette \"%s\"", out, ",".join(pal.hex()))
+
+
+@app.command()
+@_handle_errors
 def demo(
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the colorized sample.")] = Path(
         "chromaflow_demo.mp4"

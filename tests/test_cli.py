@@ -185,8 +185,8 @@ def test_not_available_exit_code(clips, out_dir: Path) -> None:
     r = invoke("colorize", clips.gray_video, "-o", out_dir / "o.mp4")
     assert_one_line_error(r, "not available")
     assert r.exit_code == 3
-    r = invoke("colorize", clips.gray_video, "-o", out_dir / "o.mp4", "--palette", "auto")
-    assert_one_line_error(r, "--palette auto", "not available")
+    r = invoke("colorize", clips.gray_video, "-o", out_dir / "o.mp4", "--palette", "tags")
+    assert_one_line_error(r, "--palette tags", "not available")
     assert list_dir(out_dir) == []
 
 

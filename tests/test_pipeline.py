@@ -181,8 +181,8 @@ def _assert_fails(clips, tmp_path: Path, exc: type, match: str, **kw) -> None:
     assert list_dir(out_dir) == []
 
 
-def test_palette_auto_not_available(clips, tmp_path: Path) -> None:
-    _assert_fails(clips, tmp_path, NotAvailableError, "--palette auto", palette="auto")
+def test_palette_tags_not_available(clips, tmp_path: Path) -> None:
+    _assert_fails(clips, tmp_path, NotAvailableError, "--palette tags", palette="tags")
 
 
 def test_no_guidance_not_available(clips, tmp_path: Path) -> None:

@@ -4,8 +4,11 @@ from chromaflow.guidance.conditions import Conditions, Reference
 from chromaflow.guidance.palette import (
     PALETTE_SIZE,
     Palette,
+    auto_palette,
     is_grayscale_image,
     palette_from_image,
+    palette_from_video,
+    palette_swatch,
     parse_hex_list,
     parse_palette_spec,
 )
@@ -16,9 +19,12 @@ __all__ = [
     "Conditions",
     "Palette",
     "Reference",
+    "auto_palette",
     "is_grayscale_image",
     "load_reference",
     "palette_from_image",
+    "palette_from_video",
+    "palette_swatch",
     "parse_hex_list",
     "parse_palette_spec",
 ]
