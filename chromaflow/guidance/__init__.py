@@ -1,4 +1,4 @@
-"""What the user gives to steer colours: references, palettes (prompts arrive later)."""
+"""What the user gives to steer colours: references, palettes, prompts; semantic correspondence."""
 
 from chromaflow.guidance.conditions import Conditions, Reference
 from chromaflow.guidance.palette import (
@@ -12,12 +12,15 @@ from chromaflow.guidance.palette import (
     parse_hex_list,
     parse_palette_spec,
 )
+from chromaflow.guidance.prompt import ColorPhrase, ParsedPrompt, parse_prompt
 from chromaflow.guidance.references import load_reference
 
 __all__ = [
     "PALETTE_SIZE",
+    "ColorPhrase",
     "Conditions",
     "Palette",
+    "ParsedPrompt",
     "Reference",
     "auto_palette",
     "is_grayscale_image",
@@ -27,4 +30,5 @@ __all__ = [
     "palette_swatch",
     "parse_hex_list",
     "parse_palette_spec",
+    "parse_prompt",
 ]
