@@ -327,6 +327,7 @@ def _label(img: np.ndarray, text: str) -> np.ndarray:
 def _thumb(rgb: np.ndarray) -> np.ndarray:
     h, w = rgb.shape[:2]
     scale = SHEET_WIDTH / w
+    rgb = np.ascontiguousarray(rgb)  # engine frames hold their gray as a broadcast view
     return cv2.resize(rgb, (SHEET_WIDTH, max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 

@@ -5,7 +5,6 @@ from chromaflow.pipeline.colorize import (
     build_conditions,
     build_engine,
     colorize,
-    colorize_frames,
     select_colorizer,
 )
 from chromaflow.pipeline.engine import EngineOptions, TemporalEngine
@@ -20,6 +19,5 @@ __all__ = [
     "ReferenceSpec",
     "build_conditions",
     "colorize",
-    "colorize_frames",
     "select_colorizer",
 ]

@@ -10,20 +10,17 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from chromaflow.colorizers.base import Colorizer
 from chromaflow.colorizers.luminance_lut import LuminanceLUTColorizer
-from chromaflow.errors import ChromaflowError, InputError, NotAvailableError
+from chromaflow.errors import InputError, NotAvailableError
 from chromaflow.guidance.conditions import Conditions
 from chromaflow.guidance.palette import parse_palette_spec
 from chromaflow.guidance.references import load_reference
 from chromaflow.io.sink import check_output_path, open_sink
-from chromaflow.io.source import Frame, FrameSource, open_source
+from chromaflow.io.source import FrameSource, open_source
 from chromaflow.pipeline.engine import EngineOptions, TemporalEngine
 from chromaflow.pipeline.options import ColorizeOptions
 from chromaflow.progress import track
@@ -110,23 +107,6 @@ def build_engine(
     )
 
 
-def colorize_frames(
-    source: FrameSource,
-    conditions: Conditions,
-    options: EngineOptions | None = None,
-    engine: TemporalEngine | None = None,
-) -> Iterator[tuple[Frame, np.ndarray]]:
-    """Colorize a source with the temporal engine.
-
-    Yields:
-        ``(frame, rgb)`` in frame order: the frame's index and timing (its
-        ``rgb`` is the input gray) and the colorized ``(H, W, 3)`` ``uint8``
-        sRGB frame, whose gray equals the input's gray.
-    """
-    engine = engine or build_engine(conditions, options)
-    yield from engine.run(source, conditions)
-
-
 def describe(conditions: Conditions) -> str:
     """One line saying how the colours are chosen."""
     if conditions.references:
@@ -175,10 +155,8 @@ def colorize(
 
 
 __all__ = [
-    "ChromaflowError",
     "ColorizeResult",
     "build_conditions",
     "colorize",
-    "colorize_frames",
     "select_colorizer",
 ]

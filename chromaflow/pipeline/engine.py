@@ -494,7 +494,8 @@ class TemporalEngine:
         if ab.shape[:2] != gray.shape:
             ab = guided_upsample(ab, gray)
         rgb = compose_rgb(gray, ab)
-        return Frame(int(item["index"]), np.repeat(gray[..., None], 3, axis=2), int(item["pts"])), rgb
+        gray3 = np.broadcast_to(gray[..., None], gray.shape + (3,))  # a view: no per-frame copy
+        return Frame(int(item["index"]), gray3, int(item["pts"])), rgb
 
     def _work_gray(self, gray: np.ndarray) -> np.ndarray:
         h, w = gray.shape
