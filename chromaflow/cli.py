@@ -233,6 +233,33 @@ def palette(
 
 @app.command()
 @_handle_errors
+def train(
+    out: Annotated[Path, typer.Argument(help="Run folder (log, metrics, checkpoint, model.safetensors).")],
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="TOML training config (see configs/).")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in OUT from its checkpoint.")] = False,
+    stop_at: Annotated[
+        int | None, typer.Option(help="Pause after this step (checkpoint written; continue with --resume).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
+) -> None:
+    """Train the embedded colorization model (diffusion or the regression baseline) on photos."""
+    _setup_logging(quiet)
+    from chromaflow.training.config import load_config
+    from chromaflow.training.train import train as run_training
+
+    if config is None and not resume:
+        raise InputError("give --config FILE to start a run, or --resume to continue one")
+    cfg = load_config(config) if config is not None else None
+    weights = run_training(cfg, out, resume=resume, quiet=quiet, stop_at=stop_at,
+                           echo=(lambda _m: None) if quiet else typer.echo)
+    if weights is not None:
+        logging.getLogger("chromaflow").info("weights: %s", weights)
+
+
+@app.command()
+@_handle_errors
 def demo(
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the colorized sample.")] = Path(
         "chromaflow_demo.mp4"

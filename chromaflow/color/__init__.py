@@ -5,6 +5,7 @@ from chromaflow.color.lab import (
     compose_rgb,
     gray_to_lightness,
     lab_to_rgb,
+    lightness_to_gray,
     rgb_to_gray,
     rgb_to_lab,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "gray_to_lightness",
     "guided_upsample",
     "lab_to_rgb",
+    "lightness_to_gray",
     "rgb_to_gray",
     "rgb_to_lab",
 ]

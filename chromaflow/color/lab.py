@@ -84,6 +84,12 @@ _LIGHTNESS_OF_GRAY = cv2.cvtColor(
 )[0, :, 0].copy()
 
 
+def lightness_to_gray(lightness: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`gray_to_lightness`: ``(H, W)`` L in [0, 100] -> ``float32`` gray in [0, 1]."""
+    levels = np.arange(256, dtype=np.float32) / 255.0
+    return np.interp(lightness, _LIGHTNESS_OF_GRAY, levels).astype(np.float32)
+
+
 def compose_rgb(gray: np.ndarray, ab: np.ndarray) -> np.ndarray:
     """Combine the input gray with predicted chroma into an sRGB frame.
 

@@ -1,0 +1,253 @@
+"""The embedded colorization model at inference: encoder + denoiser + sampler.
+
+:class:`ChromaModel` turns Lab lightness (any size) and optional hints,
+palette and text into chroma:
+
+1. the frame is resized so its short side is ``model_side`` (the scale the
+   model was trained at: 224-pixel crops of photos with a 256-pixel short
+   side) and padded to a multiple of 32;
+2. the frozen EfficientNet-Lite0 reads the gray frame;
+3. the denoiser gives ab on the stride-4 grid, by DDIM sampling
+   (``kind == "diffusion"``) or in one pass (``kind == "regression"``);
+   hints with confidence 1 are kept exactly (RePaint-style);
+4. ab is brought back to the input size along the luminance edges (guided
+   upsampling), and the given hints are put back where their confidence is 1.
+
+Frames given together can be coloured jointly: their bottleneck tokens attend
+to each other (GCG's extended attention), in groups of ``max_group``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from chromaflow.color.lab import lightness_to_gray
+from chromaflow.color.upsample import guided_upsample
+from chromaflow.colorizers.base import Colorizer
+from chromaflow.guidance.conditions import Conditions
+from chromaflow.models.chroma_unet import AB_SCALE, ChromaUNet
+from chromaflow.samplers.ddim import DDIMSampler, SamplerOptions
+
+_PAD = 32
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """How the model is run.
+
+    Attributes:
+        weights: path of a ``.safetensors`` file, or ``None`` for the shipped
+            diffusion model.
+        model_side: short side, in pixels, at which the model reads a frame.
+        max_side: cap on the long side at that scale.
+        max_group: frames coloured jointly (shared attention) at most.
+        sampler: DDIM settings (diffusion models only).
+        threads: torch CPU threads (0 leaves torch's default).
+    """
+
+    weights: str | None = None
+    model_side: int = 256
+    max_side: int = 512
+    max_group: int = 6
+    sampler: SamplerOptions = field(default_factory=lambda: SamplerOptions(steps=12, temperature=0.6))
+    threads: int = 0
+
+
+@dataclass(frozen=True)
+class Guidance:
+    """What steers one call of :meth:`ChromaModel.predict`.
+
+    Attributes:
+        palette_lab: ``(K, 3)`` Lab palette (``K <= 5``; repeated to 5) or ``None``.
+        text: ``(384,)`` sentence embedding or ``None``.
+        seed: sampling seed.
+    """
+
+    palette_lab: np.ndarray | None = None
+    text: np.ndarray | None = None
+    seed: int = 0
+
+
+def _palette_tensor(palette_lab: np.ndarray | None, size: int) -> torch.Tensor:
+    if palette_lab is None or len(palette_lab) == 0:
+        return torch.zeros(size, 3)
+    reps = np.resize(np.arange(len(palette_lab)), size)
+    return torch.from_numpy(np.asarray(palette_lab, np.float32)[reps])
+
+
+class ChromaModel:
+    """Runs a :class:`ChromaUNet` with the frozen encoder on frames of any size."""
+
+    def __init__(
+        self,
+        network: ChromaUNet,
+        kind: str,
+        options: ModelOptions | None = None,
+        encoder: torch.nn.Module | None = None,
+    ) -> None:
+        from chromaflow.models.efficientnet import load_efficientnet_lite0
+
+        if kind not in ("diffusion", "regression"):
+            raise ValueError(f"unknown model kind {kind!r}")
+        self.network = network.eval()
+        self.kind = kind
+        self.options = options or ModelOptions()
+        self.encoder = encoder if encoder is not None else load_efficientnet_lite0(pretrained=True)
+        self.sampler = DDIMSampler(self.options.sampler)
+
+    @classmethod
+    def load(cls, options: ModelOptions | None = None) -> ChromaModel:
+        """The model in ``options.weights`` (default: the shipped diffusion model)."""
+        from chromaflow.models.weights import SHIPPED, load_model
+
+        options = options or ModelOptions()
+        path = Path(options.weights) if options.weights else SHIPPED["diffusion"]
+        network, meta = load_model(path)
+        return cls(network, meta.get("kind", "diffusion"), options)
+
+    def _grid(self, h: int, w: int) -> tuple[int, int, int, int]:
+        """Model-scale size ``(mh, mw)`` and padded size ``(ph, pw)`` for an ``h x w`` frame."""
+        o = self.options
+        s = o.model_side / min(h, w)
+        s = min(s, o.max_side / max(h, w))
+        mh, mw = max(32, round(h * s)), max(32, round(w * s))
+        ph, pw = -(-mh // _PAD) * _PAD, -(-mw // _PAD) * _PAD
+        return mh, mw, ph, pw
+
+    @torch.no_grad()
+    def predict(
+        self,
+        lightness: np.ndarray,
+        guidance: Guidance | None = None,
+        hint_ab: np.ndarray | None = None,
+        hint_conf: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Chroma for a batch of frames of one size.
+
+        Args:
+            lightness: ``(T, h, w)`` ``float32`` Lab L in [0, 100].
+            guidance: palette, text and seed.
+            hint_ab: ``(T, h, w, 2)`` hint chroma (Lab units) or ``None``.
+            hint_conf: ``(T, h, w)`` confidence in [0, 1] of each hint;
+                1 keeps the hint exactly.
+
+        Returns:
+            ``(T, h, w, 2)`` ``float32`` Lab ab.
+        """
+        g = guidance or Guidance()
+        if self.options.threads:
+            torch.set_num_threads(self.options.threads)
+        lightness = np.asarray(lightness, np.float32)
+        t_count, h, w = lightness.shape
+        mh, mw, ph, pw = self._grid(h, w)
+        gh, gw = ph // 4, pw // 4
+        # model-scale lightness, padded by reflection
+        light_m = np.stack([cv2.resize(x, (mw, mh), interpolation=cv2.INTER_AREA) for x in lightness])
+        light_m = np.pad(light_m, ((0, 0), (0, ph - mh), (0, pw - mw)), mode="reflect")
+        gray = torch.from_numpy(lightness_to_gray(light_m))
+        feats = self.encoder(gray[:, None].expand(-1, 3, -1, -1).contiguous())[1:]
+        light_g = F.interpolate(torch.from_numpy(light_m)[:, None], size=(gh, gw), mode="area")
+        hints = torch.zeros(t_count, 2, gh, gw)
+        mask = torch.zeros(t_count, 1, gh, gw)
+        if hint_ab is not None and hint_conf is not None:
+            hints, mask = self._grid_hints(hint_ab, hint_conf, (mh, mw), (gh, gw))
+        pal = _palette_tensor(g.palette_lab, self.network.config.palette_size)
+        text = torch.zeros(self.network.config.text_dim) if g.text is None else torch.from_numpy(
+            np.asarray(g.text, np.float32))
+        gen = torch.Generator().manual_seed(int(g.seed))
+        out = torch.zeros(t_count, 2, gh, gw)
+        step = max(1, self.options.max_group)
+        for start in range(0, t_count, step):
+            sl = slice(start, min(t_count, start + step))
+            n = sl.stop - sl.start
+            fs = tuple(f[sl] for f in feats)
+            lg, hg, mg = light_g[sl], hints[sl], mask[sl]
+
+            def denoise(x_t, t, pal_on, txt_on, fs=fs, lg=lg, hg=hg, mg=mg, n=n):
+                r = x_t.shape[0] // n
+                rep = lambda a: a.repeat(r, *([1] * (a.ndim - 1)))  # noqa: E731
+                return self.network(
+                    x_t, t, rep(lg), rep(hg), rep(mg), tuple(rep(f) for f in fs),
+                    pal[None].expand(x_t.shape[0], -1, -1), pal_on, text[None].expand(x_t.shape[0], -1), txt_on,
+                    group=n,
+                )
+
+            use_pal, use_txt = g.palette_lab is not None, g.text is not None
+            if self.kind == "regression":
+                x0 = self.sampler.guided(denoise, torch.zeros(n, 2, gh, gw), torch.ones(n), use_pal, use_txt)
+            else:
+                known = (mg >= 0.999).float()
+                x0 = self.sampler.sample(
+                    denoise, (n, 2, gh, gw), gen, use_pal, use_txt,
+                    known=hg / AB_SCALE if known.any() else None, known_mask=known if known.any() else None,
+                )
+            out[sl] = x0 * AB_SCALE
+        ab_grid = out.permute(0, 2, 3, 1).numpy()
+        # crop the padding, then back to the input size along the luminance edges
+        ch, cw = -(-mh // 4), -(-mw // 4)
+        result = np.empty((t_count, h, w, 2), np.float32)
+        for i in range(t_count):
+            low = ab_grid[i, :ch, :cw]
+            guide = lightness_to_gray(lightness[i])
+            result[i] = guided_upsample(low, guide)
+        if hint_ab is not None and hint_conf is not None:
+            keep = (hint_conf >= 0.999)[..., None]
+            result = np.where(keep, hint_ab, result).astype(np.float32)
+        return result
+
+    @staticmethod
+    def _grid_hints(
+        hint_ab: np.ndarray, hint_conf: np.ndarray, model_size: tuple[int, int], grid: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hints at full size -> the (padded) grid.
+
+        A cell's hint is the confidence-weighted mean of the hints inside it,
+        and its mask the largest confidence there (a single sure hint pixel
+        makes a sure cell).
+        """
+        mh, mw = model_size
+        gh, gw = grid
+        t_count = len(hint_ab)
+        conf = torch.from_numpy(np.asarray(hint_conf, np.float32))[:, None]
+        ab = torch.from_numpy(np.asarray(hint_ab, np.float32)).permute(0, 3, 1, 2)
+        ch, cw = -(-mh // 4), -(-mw // 4)
+        c_g = F.adaptive_avg_pool2d(conf, (ch, cw))
+        abc_g = F.adaptive_avg_pool2d(ab * conf, (ch, cw))
+        hints = torch.zeros(t_count, 2, gh, gw)
+        mask = torch.zeros(t_count, 1, gh, gw)
+        hints[:, :, :ch, :cw] = abc_g / c_g.clamp(min=1e-6)
+        mask[:, :, :ch, :cw] = F.adaptive_max_pool2d(conf, (ch, cw))
+        return hints, mask
+
+
+class ModelColorizer(Colorizer):
+    """Colours keyframes with the embedded model: automatic, palette- or prompt-guided.
+
+    All frames of one call (the keyframes of a shot) are coloured jointly.
+    The prompt is embedded with all-MiniLM-L6-v2; the palette is the
+    conditions' palette.
+    """
+
+    name = "model"
+
+    def __init__(self, model: ChromaModel) -> None:
+        self.model = model
+
+    def guidance_for(self, conditions: Conditions) -> Guidance:
+        text = None
+        if conditions.prompt:
+            from chromaflow.models.text import shared_text_encoder
+
+            text = shared_text_encoder().encode([conditions.prompt])[0]
+        palette = conditions.palette.lab if conditions.palette is not None else None
+        return Guidance(palette_lab=palette, text=text, seed=conditions.seed)
+
+    def colorize(self, lightness: np.ndarray, frame_indices: Sequence[int], conditions: Conditions) -> np.ndarray:
+        return self.model.predict(lightness, self.guidance_for(conditions))

@@ -1,0 +1,155 @@
+"""Training configuration: a TOML file read into typed dataclasses.
+
+Example (``configs/diffusion.toml``)::
+
+    [data]
+    photos = "../shared/data/photos"
+    cache_dir = "runs/cache"
+
+    [model]
+    widths = [32, 64, 128, 192]
+
+    [train]
+    kind = "diffusion"     # or "regression" (L1 baseline, same network)
+    steps = 3000
+    seed = 0
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from chromaflow.errors import InputError
+from chromaflow.models.chroma_unet import ChromaUNetConfig
+
+KINDS = ("diffusion", "regression")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the photos are and how they are cut.
+
+    Attributes:
+        photos: folder of colour photos.
+        cache_dir: where the encoder-feature cache is kept (shared by runs
+            with the same data settings).
+        val_fraction: share of photos held out for validation.
+        split_seed: seed of the split.
+        crops_per_photo: random training crops per photo.
+        crop_size: crop side in pixels (multiple of 32).
+    """
+
+    photos: str = "../shared/data/photos"
+    cache_dir: str = "runs/cache"
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    crops_per_photo: int = 3
+    crop_size: int = 224
+
+
+@dataclass(frozen=True)
+class DropConfig:
+    """Condition dropout (so classifier-free guidance works for each condition).
+
+    Attributes:
+        palette: probability that the palette is dropped.
+        text: probability that the caption is dropped.
+        hints_none: probability of no hints.
+        hints_dense: probability of dense hints (everything known but random
+            holes: the fill step's case); otherwise sparse random points.
+        sparse_min, sparse_max: range (log-uniform) of the share of grid cells
+            given as sparse hints.
+    """
+
+    palette: float = 0.5
+    text: float = 0.5
+    hints_none: float = 0.45
+    hints_dense: float = 0.15
+    sparse_min: float = 0.001
+    sparse_max: float = 0.5
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs; the run is reproducible from it.
+
+    Attributes:
+        kind: ``"diffusion"`` (x0-predicting denoiser, MSE) or ``"regression"``
+            (same network with no noise input, L1 loss).
+        steps: optimizer steps.
+        batch_size: crops per step.
+        lr: peak learning rate (AdamW, linear warm-up, cosine decay).
+        weight_decay: AdamW weight decay.
+        warmup: warm-up steps.
+        ema: decay of the exponential moving average of the weights (the
+            exported weights are the average).
+        seed: seed of initialisation, batches and noise.
+        threads: torch CPU threads.
+        log_every, val_every, checkpoint_every: in steps.
+    """
+
+    kind: str = "diffusion"
+    steps: int = 3000
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup: int = 200
+    ema: float = 0.999
+    seed: int = 0
+    threads: int = 2
+    log_every: int = 50
+    val_every: int = 500
+    checkpoint_every: int = 250
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ChromaUNetConfig = field(default_factory=ChromaUNetConfig)
+    drop: DropConfig = field(default_factory=DropConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _build(cls, table: dict, where: str):
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise InputError(f"unknown key(s) in [{where}] of the training config: {', '.join(unknown)}")
+    return cls(**table)
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a TOML training config (sections ``[data]``, ``[model]``, ``[drop]``, ``[train]``)."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"invalid TOML in {path}: {exc}") from None
+    extra = sorted(set(raw) - {"data", "model", "drop", "train"})
+    if extra:
+        raise InputError(f"unknown section(s) in the training config: {', '.join(extra)}")
+    data = _build(DataConfig, raw.get("data", {}), "data")
+    model_table = dict(raw.get("model", {}))
+    model_table = {**ChromaUNetConfig().to_dict(), **model_table}
+    try:
+        model = ChromaUNetConfig.from_dict(model_table)
+    except TypeError as exc:
+        raise InputError(f"bad [model] section: {exc}") from None
+    drop = _build(DropConfig, raw.get("drop", {}), "drop")
+    train = _build(TrainConfig, raw.get("train", {}), "train")
+    if train.kind not in KINDS:
+        raise InputError(f"train.kind must be one of {', '.join(KINDS)}, not {train.kind!r}")
+    return TrainConfig(**{**asdict(train), "data": data, "model": model, "drop": drop})
+
+
+def config_from_dict(d: dict) -> TrainConfig:
+    """Inverse of :meth:`TrainConfig.to_dict` (used when resuming)."""
+    d = dict(d)
+    return TrainConfig(
+        **{k: v for k, v in d.items() if k not in ("data", "model", "drop")},
+        data=DataConfig(**d["data"]),
+        model=ChromaUNetConfig.from_dict(d["model"]),
+        drop=DropConfig(**d["drop"]),
+    )
