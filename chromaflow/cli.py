@@ -114,12 +114,22 @@ def colorize(
     work_size: Annotated[
         int, typer.Option(min=64, max=4096, help="Longer side of the working resolution (flow and chroma).")
     ] = 384,
+    model: Annotated[
+        Optional[Path], typer.Option(help="Model weights (.safetensors) instead of the shipped model.")
+    ] = None,
+    steps: Annotated[int, typer.Option(min=1, max=100, help="Diffusion sampling steps.")] = 12,
+    temperature: Annotated[
+        float, typer.Option(min=0.05, max=1.0, help="Sampling temperature: lower is more restrained, higher more varied.")
+    ] = 0.6,
+    fill: Annotated[str, typer.Option(help="Fill step for regions propagation cannot colour: model or levin.")] = "model",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
 ) -> None:
     """Colorize INPUT into OUTPUT, keeping its frames, timing, audio and gray levels."""
     _setup_logging(quiet)
+    from chromaflow.colorizers.chroma_model import ModelOptions
     from chromaflow.pipeline import ColorizeOptions, EngineOptions
     from chromaflow.pipeline import colorize as run
+    from chromaflow.samplers.ddim import SamplerOptions
 
     if fps is not None and fps <= 0:
         raise InputError("--fps must be positive")
@@ -133,6 +143,9 @@ def colorize(
         overwrite=overwrite,
         crf=crf,
         fps=fps,
+        model=ModelOptions(weights=str(model) if model else None,
+                           sampler=SamplerOptions(steps=steps, temperature=temperature)),
+        fill=fill,
         progress=not quiet,
     )
     result = run(input, output, options)
@@ -187,10 +200,14 @@ def bench(
     lpips: Annotated[bool, typer.Option(help="Also compute LPIPS (AlexNet).")] = False,
     seed: Annotated[int, typer.Option(help="Seed for every mode.")] = 0,
     jobs: Annotated[int, typer.Option(min=1, help="Jobs at once, each in its own process.")] = 1,
+    model: Annotated[
+        Optional[Path], typer.Option(help="Model weights (.safetensors) instead of the shipped model.")
+    ] = None,
 ) -> None:
     """Benchmark modes on every clip of CLIPS_DIR (ground truth = the clip itself)."""
     _setup_logging()
     from chromaflow.bench.runner import BenchOptions, parse_modes, run_bench
+    from chromaflow.colorizers.chroma_model import ModelOptions
 
     options = BenchOptions(
         modes=parse_modes(modes or ["auto,exemplar,palette"]),
@@ -199,6 +216,7 @@ def bench(
         seed=seed,
         clips=tuple(clip or ()),
         jobs=jobs,
+        model=ModelOptions(weights=str(model) if model else None),
     )
     run_bench(clips_dir, out, options)
     typer.echo((out / "bench.md").read_text())

@@ -1,12 +1,14 @@
-"""Speed and memory of exemplar colorization at a given size (run on an idle machine).
+"""Speed and memory of colorization at a given size (run on an idle machine).
 
     python scripts/speed.py ../shared/data/clips/dog.mp4 --size 854x480 [--frames 0] [--flow dis]
+        [--mode exemplar|auto] [--fill model|levin]
 
 Makes a gray copy of the clip at that size (and the color frame 0 as the
 reference), then, each in a fresh process so peak memory is its own:
+(0) one keyframe coloured by the embedded model at that size (median of 5),
 (1) the engine alone (decode + analysis + propagation + compose, no encode),
 (2) the whole ``chromaflow colorize`` run (with lossless encode).  Prints
-frames per second and peak resident memory.
+seconds per keyframe, frames per second and peak resident memory.
 """
 
 from __future__ import annotations
@@ -51,27 +53,47 @@ def _prepare(clip: Path, size: tuple[int, int], frames: int, tmp: Path) -> tuple
     return gray_path, ref_path
 
 
-def _engine_only(q, gray: Path, ref: Path, flow: str) -> None:
+def _keyframe(q, gray: Path) -> None:
+    import numpy as np
+
+    from chromaflow.color.lab import gray_to_lightness, rgb_to_gray
+    from chromaflow.colorizers.chroma_model import ChromaModel, Guidance
+    from chromaflow.io import open_source
+
+    with open_source(gray) as src:
+        frame = next(iter(src)).rgb
+    light = gray_to_lightness(rgb_to_gray(frame))[None]
+    model = ChromaModel.load()
+    model.predict(light, Guidance(seed=0))  # warm-up
+    times = []
+    for seed in range(5):
+        t0 = time.perf_counter()
+        model.predict(light, Guidance(seed=seed))
+        times.append(time.perf_counter() - t0)
+    q.put((float(np.median(times)), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+
+
+def _engine_only(q, gray: Path, ref: Path, flow: str, mode: str, fill: str) -> None:
     from chromaflow.guidance import load_reference
     from chromaflow.guidance.conditions import Conditions
     from chromaflow.io import open_source
     from chromaflow.pipeline.colorize import build_engine
 
     with open_source(gray) as src:
-        cond = Conditions(references=(load_reference(ref, 0, src.info.width, src.info.height, src.info.n_frames),))
-        engine = build_engine(cond, flow=flow)
+        refs = (load_reference(ref, 0, src.info.width, src.info.height, src.info.n_frames),)
+        cond = Conditions(references=refs if mode == "exemplar" else ())
+        engine = build_engine(cond, flow=flow, fill=fill)
         t0 = time.perf_counter()
         n = sum(1 for _ in engine.run(src, cond))
         dt = time.perf_counter() - t0
     q.put((n, dt, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
 
 
-def _full_run(q, gray: Path, ref: Path, flow: str, out: Path) -> None:
+def _full_run(q, gray: Path, ref: Path, flow: str, mode: str, fill: str, out: Path) -> None:
     import chromaflow
 
-    opts = chromaflow.ColorizeOptions(
-        references=(chromaflow.ReferenceSpec(ref, 0),), overwrite=True, progress=False, flow=flow
-    )
+    refs = (chromaflow.ReferenceSpec(ref, 0),) if mode == "exemplar" else ()
+    opts = chromaflow.ColorizeOptions(references=refs, overwrite=True, progress=False, flow=flow, fill=fill)
     t0 = time.perf_counter()
     res = chromaflow.colorize(gray, out, opts)
     dt = time.perf_counter() - t0
@@ -94,14 +116,21 @@ def main() -> None:
     ap.add_argument("--size", default="854x480")
     ap.add_argument("--frames", type=int, default=0, help="0: all")
     ap.add_argument("--flow", default="dis")
+    ap.add_argument("--mode", choices=("exemplar", "auto"), default="exemplar")
+    ap.add_argument("--fill", choices=("model", "levin"), default="model")
+    ap.add_argument("--skip-keyframe", action="store_true", help="do not time a single keyframe")
     args = ap.parse_args()
     size = tuple(int(v) for v in args.size.lower().split("x"))
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         gray, ref = _prepare(args.clip, size, args.frames, tmp)
-        n, dt, mem = _isolated(_engine_only, gray, ref, args.flow)
-        print(f"engine only: {n} frames {size[0]}x{size[1]} in {dt:.1f} s = {n / dt:.1f} fps, peak {mem:.0f} MB")
-        n, dt, mem = _isolated(_full_run, gray, ref, args.flow, tmp / "out.mp4")
+        if not args.skip_keyframe:
+            sec, mem = _isolated(_keyframe, gray)
+            print(f"one keyframe {size[0]}x{size[1]} by the model: {sec:.3f} s (median of 5), peak {mem:.0f} MB")
+        n, dt, mem = _isolated(_engine_only, gray, ref, args.flow, args.mode, args.fill)
+        print(f"engine only ({args.mode}, fill {args.fill}): {n} frames {size[0]}x{size[1]} in {dt:.1f} s = "
+              f"{n / dt:.1f} fps, peak {mem:.0f} MB")
+        n, dt, mem = _isolated(_full_run, gray, ref, args.flow, args.mode, args.fill, tmp / "out.mp4")
         print(f"colorize (decode+engine+lossless encode): {n / dt:.1f} fps, peak {mem:.0f} MB")
     sys.stdout.flush()
 

@@ -214,3 +214,29 @@ def _reset_chromaflow_logger():
     logger.handlers.clear()
     logger.propagate = True
     logger.setLevel(logging.NOTSET)
+
+
+TINY_MODEL_CONFIG = dict(widths=(8, 8, 16, 16), emb_dim=16, heads=2)
+
+
+def make_tiny_model_file(path: Path, seed: int = 0) -> Path:
+    """A tiny randomly initialised chroma model (fast stand-in for the shipped one)."""
+    import torch
+
+    from chromaflow.models.chroma_unet import ChromaUNet, ChromaUNetConfig
+    from chromaflow.models.weights import save_model
+
+    torch.manual_seed(seed)
+    net = ChromaUNet(ChromaUNetConfig(**TINY_MODEL_CONFIG))
+    with torch.no_grad():
+        for p in net.parameters():
+            if p.abs().sum() == 0:  # zero-initialised output layers: give them weights
+                p.normal_(0, 0.05)
+    save_model(net, path, kind="diffusion")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Path of a tiny random model file (``--model`` / ``ModelOptions(weights=...)``)."""
+    return make_tiny_model_file(tmp_path_factory.mktemp("model") / "tiny.safetensors")

@@ -181,10 +181,18 @@ def test_reference_frame_outside_video(clips, out_dir: Path) -> None:
     assert list_dir(out_dir) == []
 
 
-def test_not_available_exit_code(clips, out_dir: Path) -> None:
+def test_not_available_exit_code(clips, out_dir: Path, monkeypatch, tmp_path: Path) -> None:
+    import chromaflow.models.weights as weights
+
+    # an installation without the model files: automatic runs cannot work, and say so
+    monkeypatch.setitem(weights.SHIPPED, "diffusion", tmp_path / "missing.safetensors")
     r = invoke("colorize", clips.gray_video, "-o", out_dir / "o.mp4")
-    assert_one_line_error(r, "not available")
+    assert_one_line_error(r, "model is not installed")
     assert r.exit_code == 3
+    r = invoke("colorize", clips.gray_video, "-o", out_dir / "o.mp4", "--model", tmp_path / "nope.safetensors")
+    assert_one_line_error(r, "model weights not found")
+    assert r.exit_code == 2
+    monkeypatch.undo()
     r = invoke("colorize", clips.gray_video, "-o", out_dir / "o.mp4", "--palette", "tags")
     assert_one_line_error(r, "--palette tags", "not available")
     assert list_dir(out_dir) == []
@@ -371,17 +379,19 @@ def test_bench(bench_clips: Path, tmp_path: Path) -> None:
     assert list_dir(out) == ["bench.json", "bench.md", "sheets"]
 
 
-def test_bench_auto_reported_unavailable(bench_clips: Path) -> None:
-    # In-process (a bench run spawns a process per job): the auto job raises
-    # NotAvailableError, which the runner files under "unavailable", and the report lists it.
+def test_bench_auto_reported_unavailable(bench_clips: Path, monkeypatch, tmp_path: Path) -> None:
+    # In-process (a bench run spawns a process per job): without the model files the auto job
+    # raises NotAvailableError, which the runner files under "unavailable", and the report lists it.
+    import chromaflow.models.weights as weights
     from chromaflow.bench.runner import BenchOptions, render_markdown, run_job
     from chromaflow.errors import NotAvailableError
 
+    monkeypatch.setitem(weights.SHIPPED, "diffusion", tmp_path / "missing.safetensors")
     with pytest.raises(NotAvailableError) as info:
         run_job(bench_clips / "syn.mp4", "auto", BenchOptions(max_frames=2))
     report = {"options": {}, "clips": {}, "unavailable": {"auto": str(info.value)}, "errors": {}, "summary": {}}
     md = render_markdown(report)
-    assert "Not available" in md and "`auto`" in md and "not available" in str(info.value)
+    assert "Not available" in md and "`auto`" in md and "not installed" in str(info.value)
 
 
 def test_bench_bad_inputs(tmp_path: Path) -> None:

@@ -9,21 +9,23 @@ import pytest
 from conftest import make_clip_frames
 
 from chromaflow.color.lab import rgb_to_gray, rgb_to_lab
+from chromaflow.colorizers.chroma_model import ModelOptions
 from chromaflow.guidance.conditions import Conditions, Reference
 from chromaflow.guidance.palette import parse_hex_list
 from chromaflow.io.source import ArraySource
 from chromaflow.metrics import psnr
 from chromaflow.pipeline.colorize import build_engine
 from chromaflow.pipeline.engine import EngineOptions
+from chromaflow.samplers.ddim import SamplerOptions
 
 
 def _gray3(rgb: np.ndarray) -> np.ndarray:
     return np.repeat(rgb_to_gray(rgb)[..., None], 3, axis=2)
 
 
-def _run(frames_rgb, conditions, options=None, flow="dis"):
+def _run(frames_rgb, conditions, options=None, flow="dis", model=None, fill="levin"):
     src = ArraySource([_gray3(f) for f in frames_rgb])
-    engine = build_engine(conditions, options or EngineOptions(), flow)
+    engine = build_engine(conditions, options or EngineOptions(), flow, model=model, fill=fill)
     out = list(engine.run(src, conditions))
     return engine, out
 
@@ -94,12 +96,13 @@ def test_single_frame_video_and_static_video(clip):
     assert all(psnr(rgb, clip[0]) > 30 for _, rgb in out)
 
 
-def test_palette_mode_colors_every_frame_consistently(clip):
+def test_palette_mode_colors_every_frame_consistently(clip, tiny_model):
     cond = Conditions(palette=parse_hex_list("#e62828,#1e28aa,#c8d250"))
-    _, out = _run(clip, cond)
+    _, out = _run(clip, cond, model=ModelOptions(weights=str(tiny_model), sampler=SamplerOptions(steps=3)),
+                  fill="model")
     chroma = [np.hypot(*np.moveaxis(rgb_to_lab(rgb)[..., 1:], -1, 0)).mean() for _, rgb in out]
-    assert min(chroma) > 5.0
-    assert max(chroma) - min(chroma) < 5.0  # no flicker of the overall saturation
+    assert min(chroma) > 1.0  # every frame coloured (a random tiny model: adherence is tested with the real one)
+    assert max(chroma) - min(chroma) < 0.25 * max(chroma)  # no flicker of the overall saturation
 
 
 def test_deterministic(clip):
@@ -118,9 +121,9 @@ def test_memory_budget_spills_to_disk_with_the_same_result(clip):
         np.testing.assert_array_equal(x, y)
 
 
-def test_user_keyframes_and_outside_keyframes(clip, caplog):
+def test_user_keyframes_and_outside_keyframes(clip, caplog, tiny_model):
     cond = Conditions(palette=parse_hex_list("#e62828,#1e28aa"))
-    engine = build_engine(cond, EngineOptions(keyframes=(5, 99)))
+    engine = build_engine(cond, EngineOptions(keyframes=(5, 99)), model=ModelOptions(weights=str(tiny_model)))
     with caplog.at_level(logging.WARNING, logger="chromaflow"):
         plan = engine.analyse(ArraySource([_gray3(f) for f in clip]), cond)
     assert 5 in plan.shots[0].keyframes
@@ -145,7 +148,7 @@ def test_keyframe_added_where_propagation_fails(clip, monkeypatch):
     src = ArraySource([_gray3(f) for f in frames])
     monkeypatch.setattr(engine_module, "detect_cuts", lambda sigs: [0])
     monkeypatch.setattr(engine_module, "select_keyframes", lambda sigs, start, **kw: [start, start + len(sigs) - 1])
-    engine = build_engine(cond, EngineOptions())
+    engine = build_engine(cond, EngineOptions(), fill="levin")
     out = list(engine.run(src, cond))
     assert [f.index for f, _ in out] == list(range(len(frames)))
     assert any(12 <= k <= 14 for k in engine.added_keyframes), engine.added_keyframes

@@ -27,6 +27,7 @@ from conftest import (
 import chromaflow
 from chromaflow import ColorizeOptions, ReferenceSpec
 from chromaflow.color import compose_rgb, gray_to_lightness, rgb_to_gray, rgb_to_lab
+from chromaflow.colorizers.chroma_model import ModelOptions
 from chromaflow.colorizers.luminance_lut import (
     N_BINS,
     LuminanceLUTColorizer,
@@ -36,6 +37,7 @@ from chromaflow.colorizers.luminance_lut import (
 )
 from chromaflow.errors import InputError, NotAvailableError
 from chromaflow.guidance import Conditions, Reference, parse_hex_list
+from chromaflow.samplers.ddim import SamplerOptions
 
 SHORT = 4  # frames of the short inputs
 
@@ -185,17 +187,25 @@ def test_palette_tags_not_available(clips, tmp_path: Path) -> None:
     _assert_fails(clips, tmp_path, NotAvailableError, "--palette tags", palette="tags")
 
 
-def test_no_guidance_not_available(clips, tmp_path: Path) -> None:
-    _assert_fails(clips, tmp_path, NotAvailableError, "automatic colorization")
+def test_missing_model_weights(clips, tmp_path: Path) -> None:
+    _assert_fails(clips, tmp_path, InputError, "model weights not found",
+                  model=ModelOptions(weights=str(tmp_path / "none.safetensors")))
 
 
-def test_prompt_not_available(clips, tmp_path: Path) -> None:
-    _assert_fails(clips, tmp_path, NotAvailableError, "--prompt", prompt="a red car on green grass")
-    # even with a reference
-    (tmp_path / "o").rmdir()
-    _assert_fails(
-        clips, tmp_path, NotAvailableError, "--prompt", prompt="red", references=(ReferenceSpec(clips.reference, 0),)
-    )
+def test_automatic_and_prompt_runs_use_the_model(clips, tmp_path: Path, tiny_model: Path) -> None:
+    model = ModelOptions(weights=str(tiny_model), sampler=SamplerOptions(steps=2))
+    outs = {}
+    for name, kw in {"auto": {}, "prompt": {"prompt": "a red square on a blue ground"}}.items():
+        out = tmp_path / name
+        result = chromaflow.colorize(clips.gray_frame_dir, out, ColorizeOptions(model=model, progress=False, **kw))
+        assert result.colorizer == "model" and result.frames == N_FRAMES
+        outs[name] = read_frames(out)
+        for g, x in zip(outs[name], read_frames(clips.gray_frame_dir)):
+            assert np.abs(gray_of(g).astype(int) - gray_of(x).astype(int)).max() <= 1
+    # the prompt changes the colours
+    assert any(not np.array_equal(a, b) for a, b in zip(outs["auto"], outs["prompt"]))
+    with pytest.raises(InputError, match="unknown fill"):
+        chromaflow.colorize(clips.gray_frame_dir, tmp_path / "x", ColorizeOptions(model=model, fill="magic"))
 
 
 def test_gray_reference_rejected(clips, tmp_path: Path) -> None:

@@ -10,7 +10,9 @@ Every mode colorizes the clip's grayscale version (OpenCV RGB2GRAY):
 Ablations of the temporal engine, with the ``exemplar`` conditions:
 
 * ``exemplar-warp``: forward warping from the reference only, no correction;
-* ``exemplar-forward``: forward propagation with correction, no backward fusion.
+* ``exemplar-forward``: forward propagation with correction, no backward fusion;
+* ``exemplar-levin``: the full engine with the classical fill step (Levin et
+  al.'s optimisation) instead of the embedded model.
 """
 
 from __future__ import annotations
@@ -21,18 +23,25 @@ from chromaflow.guidance.conditions import Conditions, Reference
 from chromaflow.guidance.palette import palette_from_image
 from chromaflow.pipeline.engine import EngineOptions
 
-MODES = ("gray", "auto", "exemplar", "palette", "exemplar-warp", "exemplar-forward")
+MODES = ("gray", "auto", "exemplar", "palette", "exemplar-warp", "exemplar-forward", "exemplar-levin")
 
 #: Engine options of each ablation mode (other modes use the defaults).
 ABLATIONS = {
     "exemplar-warp": EngineOptions(backward=False, correct=False),
     "exemplar-forward": EngineOptions(backward=False),
 }
+#: Fill step of each mode (default: the embedded model).
+FILL_OF_MODE = {"exemplar-warp": "levin", "exemplar-levin": "levin"}
 
 
 def engine_options_for_mode(mode: str) -> EngineOptions:
     """The engine options a mode runs with."""
     return ABLATIONS.get(mode, EngineOptions())
+
+
+def fill_for_mode(mode: str) -> str:
+    """The engine fill step a mode runs with (``"model"`` or ``"levin"``)."""
+    return FILL_OF_MODE.get(mode, "model")
 
 
 def conditions_for_mode(mode: str, first_gt_frame: np.ndarray, seed: int = 0) -> Conditions:

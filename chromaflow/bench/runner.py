@@ -28,8 +28,9 @@ import cv2
 import numpy as np
 
 from chromaflow.bench.evaluate import list_clips
-from chromaflow.bench.modes import MODES, conditions_for_mode, engine_options_for_mode
+from chromaflow.bench.modes import MODES, conditions_for_mode, engine_options_for_mode, fill_for_mode
 from chromaflow.color.lab import rgb_to_gray
+from chromaflow.colorizers.chroma_model import ModelOptions
 from chromaflow.errors import ChromaflowError, InputError
 from chromaflow.io.naming import natural_key
 from chromaflow.io.source import Frame, FrameSource, open_source
@@ -54,6 +55,7 @@ class BenchOptions:
         clips: only these clips (by name); empty: all.
         jobs: jobs run at once (each in its own process); seconds per frame
             are then measured under that much contention.
+        model: model options (weights, sampler) for the modes that use it.
     """
 
     modes: tuple[str, ...] = ("auto", "exemplar", "palette")
@@ -63,6 +65,7 @@ class BenchOptions:
     seed: int = 0
     clips: tuple[str, ...] = field(default_factory=tuple)
     jobs: int = 1
+    model: ModelOptions = field(default_factory=ModelOptions)
 
 
 class GrayInput(FrameSource):
@@ -103,7 +106,8 @@ def run_job(clip: Path, mode: str, options: BenchOptions) -> dict[str, Any]:
             frames: Iterator[tuple[Frame, np.ndarray]] = ((f, f.rgb) for f in source)
             name = "gray"
         else:
-            engine = build_engine(conditions, engine_options_for_mode(mode))
+            engine = build_engine(conditions, engine_options_for_mode(mode), model=options.model,
+                                  fill=fill_for_mode(mode))
             name = engine.colorizer.name if engine.colorizer is not None else "references"
             frames = engine.run(source, conditions)
         gt_frames = iter(gt_source)

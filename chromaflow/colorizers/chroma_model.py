@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from chromaflow.color.lab import lightness_to_gray
 from chromaflow.color.upsample import guided_upsample
 from chromaflow.colorizers.base import Colorizer
+from chromaflow.errors import NotAvailableError
 from chromaflow.guidance.conditions import Conditions
 from chromaflow.models.chroma_unet import AB_SCALE, ChromaUNet
 from chromaflow.samplers.ddim import DDIMSampler, SamplerOptions
@@ -109,8 +110,17 @@ class ChromaModel:
 
         options = options or ModelOptions()
         path = Path(options.weights) if options.weights else SHIPPED["diffusion"]
+        if not options.weights and not path.is_file():
+            raise NotAvailableError(
+                f"the colorization model is not installed ({path} is missing); "
+                "give --model WEIGHTS, or --reference with --fill levin"
+            )
         network, meta = load_model(path)
         return cls(network, meta.get("kind", "diffusion"), options)
+
+    def with_options(self, options: ModelOptions) -> ChromaModel:
+        """The same network and encoder run with other options (no copy of the weights)."""
+        return ChromaModel(self.network, self.kind, options, self.encoder)
 
     def _grid(self, h: int, w: int) -> tuple[int, int, int, int]:
         """Model-scale size ``(mh, mw)`` and padded size ``(ph, pw)`` for an ``h x w`` frame."""

@@ -1,8 +1,9 @@
 """The embedded model as the fill step (OmniFusion's inpainting).
 
-Reliable chroma is given to the model as hints with their confidence; hints
-of confidence 1 are kept exactly through RePaint-style masked sampling, the
-rest is coloured by the model from the frame's content and the hints.
+Hints whose confidence reaches ``threshold`` are given to the model as known
+chroma (the model was trained with binary hint masks) and kept exactly
+through RePaint-style masked sampling; the rest is coloured by the model from
+the frame's content and those hints.
 """
 
 from __future__ import annotations
@@ -17,17 +18,20 @@ class ModelFill(ChromaFill):
     """Hint completion by the embedded colorization model.
 
     Args:
-        model: the loaded model.
+        model: the loaded model (see :meth:`ChromaModel.with_options` for a
+            lighter sampler than the keyframes').
         guidance: palette/text/seed to use while filling (default: none, seed 0).
+        threshold: hints at or above this confidence are known; the others are ignored.
     """
 
     name = "model"
 
-    def __init__(self, model: ChromaModel, guidance: Guidance | None = None) -> None:
+    def __init__(self, model: ChromaModel, guidance: Guidance | None = None, threshold: float = 0.5) -> None:
         self.model = model
         self.guidance = guidance or Guidance()
+        self.threshold = threshold
 
     def fill(self, lightness: np.ndarray, ab: np.ndarray, confidence: np.ndarray) -> np.ndarray:
-        conf = np.clip(np.asarray(confidence, np.float32), 0.0, 1.0)
-        out = self.model.predict(lightness[None], self.guidance, hint_ab=ab[None], hint_conf=conf[None])[0]
+        known = (np.asarray(confidence) >= self.threshold).astype(np.float32)
+        out = self.model.predict(lightness[None], self.guidance, hint_ab=ab[None], hint_conf=known[None])[0]
         return out.astype(np.float32)

@@ -14,15 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chromaflow.colorizers.base import Colorizer
-from chromaflow.colorizers.luminance_lut import LuminanceLUTColorizer
-from chromaflow.errors import InputError, NotAvailableError
+from chromaflow.colorizers.chroma_model import ChromaModel, ModelColorizer, ModelOptions
+from chromaflow.errors import InputError
 from chromaflow.guidance.conditions import Conditions
 from chromaflow.guidance.palette import parse_palette_spec
 from chromaflow.guidance.references import load_reference
 from chromaflow.io.sink import check_output_path, open_sink
 from chromaflow.io.source import FrameSource, open_source
 from chromaflow.pipeline.engine import EngineOptions, TemporalEngine
-from chromaflow.pipeline.options import ColorizeOptions
+from chromaflow.pipeline.options import FILLS, ColorizeOptions
 from chromaflow.progress import track
 
 log = logging.getLogger("chromaflow")
@@ -58,53 +58,61 @@ def build_conditions(options: ColorizeOptions, source: FrameSource) -> Condition
     return Conditions(references=refs, palette=palette, prompt=prompt, seed=options.seed)
 
 
-def select_colorizer(conditions: Conditions) -> Colorizer | None:
-    """The colorizer that colours keyframes for these conditions (``None``: references do).
+def select_colorizer(conditions: Conditions, model: ChromaModel | None) -> Colorizer | None:
+    """The colorizer that colours keyframes (``None``: the references do).
 
-    Raises:
-        NotAvailableError: prompt-driven or automatic colorization was asked
-            for; both need the colorization model, which is not installed yet.
+    Automatic, palette and prompt runs all use the embedded model; the
+    palette and the prompt steer it.
     """
-    if conditions.prompt:
-        raise NotAvailableError(
-            "--prompt is not available yet: it needs the text-conditioned colorization model; "
-            "use --reference or --palette for now"
-        )
     if conditions.references:
         return None
-    if conditions.palette is not None:
-        return LuminanceLUTColorizer()
-    raise NotAvailableError(
-        "automatic colorization is not available yet: no colorization model is installed; "
-        "give --reference IMAGE [--reference-frame N] or --palette COLORS"
-    )
+    if model is None:
+        raise ValueError("a model is needed without references")
+    return ModelColorizer(model)
 
 
 def build_engine(
-    conditions: Conditions, options: EngineOptions | None = None, flow: str = "dis"
+    conditions: Conditions,
+    options: EngineOptions | None = None,
+    flow: str = "dis",
+    model: ModelOptions | None = None,
+    fill: str = "model",
 ) -> TemporalEngine:
-    """The temporal engine for these conditions: Levin fill, the given flow, the keyframe colorizer.
+    """The temporal engine for these conditions: flow, fill step and keyframe colorizer.
+
+    The embedded model is loaded once and serves as both the keyframe
+    colorizer (without references) and the fill step (``fill="model"``),
+    guided by the same palette, prompt and seed.
 
     Args:
         flow: ``"dis"`` (DIS medium), ``"dis:fast"`` ... or the path of a local
             RAFT checkpoint (see :func:`~chromaflow.temporal.flow.load_flow_estimator`).
+        model: which model weights and sampler settings to use.
+        fill: ``"model"`` or ``"levin"``.
 
     Raises:
-        InputError: unknown flow spec or unreadable RAFT checkpoint.
+        InputError: unknown flow or fill spec, unreadable checkpoint or weights.
+        NotAvailableError: the model is needed and its weights are not installed.
     """
     from chromaflow.fill.levin import LevinFill
+    from chromaflow.fill.model import ModelFill
     from chromaflow.temporal.flow import load_flow_estimator
 
+    if fill not in FILLS:
+        raise InputError(f"unknown fill {fill!r}; use one of {', '.join(FILLS)}")
     try:
         estimator = load_flow_estimator(flow)
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    return TemporalEngine(
-        fill=LevinFill(max_pixels=4000),
-        flow=estimator,
-        colorizer=select_colorizer(conditions),
-        options=options or EngineOptions(),
-    )
+    needs_model = fill == "model" or not conditions.references
+    chroma_model = ChromaModel.load(model) if needs_model else None
+    colorizer = select_colorizer(conditions, chroma_model)
+    if fill == "model":
+        assert chroma_model is not None
+        fill_step = ModelFill(chroma_model, ModelColorizer(chroma_model).guidance_for(conditions))
+    else:
+        fill_step = LevinFill(max_pixels=4000)
+    return TemporalEngine(fill=fill_step, flow=estimator, colorizer=colorizer, options=options or EngineOptions())
 
 
 def describe(conditions: Conditions) -> str:
@@ -112,9 +120,13 @@ def describe(conditions: Conditions) -> str:
     if conditions.references:
         n = len(conditions.references)
         return f"{n} reference{'s' if n > 1 else ''}, propagated along the motion"
+    if conditions.palette is not None and conditions.prompt:
+        return "the model guided by the palette and the prompt, propagated along the motion"
     if conditions.palette is not None:
-        return "the palette (luminance-keyed transfer on keyframes), propagated along the motion"
-    return "automatic"
+        return "the model guided by the palette, propagated along the motion"
+    if conditions.prompt:
+        return "the model guided by the prompt, propagated along the motion"
+    return "the model (automatic), propagated along the motion"
 
 
 def colorize(
@@ -135,7 +147,7 @@ def colorize(
     out_path = check_output_path(output, options.overwrite, in_path)
     with open_source(in_path, fps=options.fps) as source:
         conditions = build_conditions(options, source)
-        engine = build_engine(conditions, options.engine, options.flow)
+        engine = build_engine(conditions, options.engine, options.flow, options.model, options.fill)
         log.info("colorizing %d frames from %s", source.info.n_frames, describe(conditions))
         audio = in_path if source.info.audio_streams else None
         names = source.info.names
@@ -151,7 +163,8 @@ def colorize(
                     "decoded %d of the %d frames the input announces", sink.frames_written, source.info.n_frames
                 )
         seconds = time.perf_counter() - start
-    return ColorizeResult(out_path, sink.frames_written, seconds, "temporal-engine")
+    name = engine.colorizer.name if engine.colorizer is not None else "references"
+    return ColorizeResult(out_path, sink.frames_written, seconds, name)
 
 
 __all__ = [

@@ -5,7 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chromaflow.colorizers.chroma_model import ModelOptions
 from chromaflow.pipeline.engine import EngineOptions
+
+#: Fill steps of the engine: the embedded model, or Levin et al.'s optimisation (no weights).
+FILLS = ("model", "levin")
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,9 @@ class ColorizeOptions:
         fps: frame rate of a video written from a frame directory (default 25).
         engine: options of the temporal engine (working size, keyframes, ablations).
         flow: optical flow: ``"dis"`` (default), ``"dis:fast"``, or a local RAFT checkpoint path.
+        model: the embedded colorization model (weights, sampler settings).
+        fill: the engine's fill step for anchors and corrections: ``"model"``
+            (default) or ``"levin"`` (no model needed with references).
         progress: show a progress bar (only when stderr is a terminal).
     """
 
@@ -42,4 +49,6 @@ class ColorizeOptions:
     fps: float | None = None
     engine: EngineOptions = field(default_factory=EngineOptions)
     flow: str = "dis"
+    model: ModelOptions = field(default_factory=ModelOptions)
+    fill: str = "model"
     progress: bool = True

@@ -246,9 +246,8 @@ def build_cache(
         if len(pending) >= batch_size:
             flush()
     flush()
-    for key, arr in arrays.items():
+    for arr in arrays.values():
         arr.flush()
-        del arr
     arrays.clear()
     for key in FEATURE_FILES:
         (out / f"{key}.npy.part").replace(out / f"{key}.npy")
