@@ -84,6 +84,18 @@ def _pair_references(refs: list[Path], frames: list[int]) -> tuple:
     return tuple(ReferenceSpec(Path(r), None) for r in refs)
 
 
+def _model_options(weights: Path | None, steps: int | None, temperature: float | None, saturation: float | None):
+    """Model options from the command line; what is not given keeps the model's defaults."""
+    from dataclasses import replace
+
+    from chromaflow.colorizers.chroma_model import ModelOptions
+
+    base = ModelOptions(weights=str(weights) if weights else None)
+    sampler = replace(base.sampler, **{k: v for k, v in (("steps", steps), ("temperature", temperature)) if v is not None})
+    extra = {"saturation": saturation} if saturation is not None else {}
+    return replace(base, sampler=sampler, **extra)
+
+
 @app.command()
 @_handle_errors
 def colorize(
@@ -117,19 +129,21 @@ def colorize(
     model: Annotated[
         Optional[Path], typer.Option(help="Model weights (.safetensors) instead of the shipped model.")
     ] = None,
-    steps: Annotated[int, typer.Option(min=1, max=100, help="Diffusion sampling steps.")] = 12,
+    steps: Annotated[Optional[int], typer.Option(min=1, max=100, help="Diffusion sampling steps (default 12).")] = None,
     temperature: Annotated[
-        float, typer.Option(min=0.05, max=1.0, help="Sampling temperature: lower is more restrained, higher more varied.")
-    ] = 0.6,
+        Optional[float],
+        typer.Option(min=0.05, max=1.0, help="Sampling temperature: lower is more restrained, higher more varied."),
+    ] = None,
+    saturation: Annotated[
+        Optional[float], typer.Option(min=0.0, max=4.0, help="Gain on the model's predicted chroma (default: the model card's).")
+    ] = None,
     fill: Annotated[str, typer.Option(help="Fill step for regions propagation cannot colour: model or levin.")] = "model",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
 ) -> None:
     """Colorize INPUT into OUTPUT, keeping its frames, timing, audio and gray levels."""
     _setup_logging(quiet)
-    from chromaflow.colorizers.chroma_model import ModelOptions
     from chromaflow.pipeline import ColorizeOptions, EngineOptions
     from chromaflow.pipeline import colorize as run
-    from chromaflow.samplers.ddim import SamplerOptions
 
     if fps is not None and fps <= 0:
         raise InputError("--fps must be positive")
@@ -143,8 +157,7 @@ def colorize(
         overwrite=overwrite,
         crf=crf,
         fps=fps,
-        model=ModelOptions(weights=str(model) if model else None,
-                           sampler=SamplerOptions(steps=steps, temperature=temperature)),
+        model=_model_options(model, steps, temperature, saturation),
         fill=fill,
         progress=not quiet,
     )

@@ -200,3 +200,17 @@ def test_basic_color_names(rgb, name):
     from chromaflow.color.lab import rgb_to_lab
 
     assert basic_color_name(rgb_to_lab(np.array([[rgb]], np.uint8))[0, 0]) == name
+
+
+def test_saturation_gain_scales_predictions_not_hints(encoder):
+    base = ModelOptions(model_side=64)
+    plain = ChromaModel(tiny_net(), "regression", base, encoder)
+    vivid = plain.with_options(ModelOptions(model_side=64, saturation=2.0))
+    light = np.random.default_rng(2).uniform(0, 100, (1, 40, 64)).astype(np.float32)
+    a, b = plain.predict(light), vivid.predict(light)
+    np.testing.assert_allclose(b, 2.0 * a, rtol=1e-4, atol=1e-3)  # guided upsampling is linear in chroma
+    hint_ab = np.full((1, 40, 64, 2), 9.0, np.float32)
+    conf = np.zeros((1, 40, 64), np.float32)
+    conf[:, :, :32] = 1.0
+    h = vivid.predict(light, hint_ab=hint_ab, hint_conf=conf)
+    assert np.all(h[conf == 1.0] == 9.0)

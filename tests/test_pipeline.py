@@ -26,17 +26,9 @@ from conftest import (
 
 import chromaflow
 from chromaflow import ColorizeOptions, ReferenceSpec
-from chromaflow.color import compose_rgb, gray_to_lightness, rgb_to_gray, rgb_to_lab
+from chromaflow.color import rgb_to_lab
 from chromaflow.colorizers.chroma_model import ModelOptions
-from chromaflow.colorizers.luminance_lut import (
-    N_BINS,
-    LuminanceLUTColorizer,
-    apply_lut,
-    chroma_lut,
-    lut_from_image,
-)
 from chromaflow.errors import InputError, NotAvailableError
-from chromaflow.guidance import Conditions, Reference, parse_hex_list
 from chromaflow.samplers.ddim import SamplerOptions
 
 SHORT = 4  # frames of the short inputs
@@ -238,91 +230,3 @@ def test_reference_of_other_size_is_resized(clips, short_dirs, tmp_path: Path, c
 # ----------------------------------------------------------------- the LUT baseline
 
 
-def test_chroma_lut_hand_made() -> None:
-    light = np.array([30.0] * 5 + [70.0] * 5)
-    ab = np.array([[20.0, -10.0]] * 5 + [[-40.0, 50.0]] * 5)
-    table = chroma_lut(light, ab)
-    assert table.shape == (N_BINS, 2) and table.dtype == np.float32
-    # Held constant beyond the filled levels.
-    np.testing.assert_allclose(table[:27], np.broadcast_to([20.0, -10.0], (27, 2)), atol=1e-4)
-    np.testing.assert_allclose(table[73:], np.broadcast_to([-40.0, 50.0], (N_BINS - 73, 2)), atol=1e-4)
-    # At the filled levels: their chroma (the 5-tap smoothing moves a kink by < 1).
-    np.testing.assert_allclose(table[30], [20.0, -10.0], atol=1.0)
-    np.testing.assert_allclose(table[70], [-40.0, 50.0], atol=1.0)
-    # Linear in between (and the smoothing keeps a straight line straight).
-    np.testing.assert_allclose(table[50], [-10.0, 20.0], atol=1e-4)
-    np.testing.assert_allclose(table[40], [5.0, 5.0], atol=1e-4)
-    np.testing.assert_allclose(table[60], [-25.0, 35.0], atol=1e-4)
-    # apply_lut interpolates between levels and clips outside [0, 100].
-    np.testing.assert_allclose(apply_lut(np.array([40.5]), table)[0], 0.5 * (table[40] + table[41]), atol=1e-5)
-    np.testing.assert_allclose(apply_lut(np.array([-5.0, 150.0]), table), table[[0, 100]], atol=1e-6)
-
-
-def test_chroma_lut_weights_and_empty() -> None:
-    light = np.array([50.0, 50.0])
-    ab = np.array([[10.0, 0.0], [40.0, 0.0]])
-    table = chroma_lut(light, ab, weights=np.array([3.0, 1.0]))
-    np.testing.assert_allclose(table[50], [17.5, 0.0], atol=1e-4)
-    assert np.all(chroma_lut(np.zeros(0), np.zeros((0, 2))) == 0)
-
-
-def test_lut_colorizer_from_reference_image() -> None:
-    # Two flat colours of well separated gray levels (about 196 and 68).
-    c1, c2 = (240, 200, 60), (40, 60, 180)
-    ref = np.zeros((20, 40, 3), np.uint8)
-    ref[:, :20], ref[:, 20:] = c1, c2
-    lab1, lab2 = rgb_to_lab(ref[:1, :1])[0, 0], rgb_to_lab(ref[:1, -1:])[0, 0]
-    # The table is keyed by the lightness of each pixel's gray, as the video will show it.
-    l1 = gray_to_lightness(rgb_to_gray(ref[:1, :1]))[0, 0]
-    l2 = gray_to_lightness(rgb_to_gray(ref[:1, -1:]))[0, 0]
-    assert abs(l1 - l2) > 40
-    table = lut_from_image(ref)
-    np.testing.assert_allclose(apply_lut(np.array([l1, l2]), table), [lab1[1:], lab2[1:]], atol=1.5)
-
-    col = LuminanceLUTColorizer()
-    cond = Conditions(references=(Reference(ref, frame=0),))
-    light = np.array([[[l1, l2, 0.5 * (l1 + l2)]]], np.float32)  # (T=1, h=1, w=3)
-    ab = col.colorize(light, [0], cond)
-    assert ab.shape == (1, 1, 3, 2) and ab.dtype == np.float32
-    np.testing.assert_allclose(ab[0, 0, 0], lab1[1:], atol=1.5)
-    np.testing.assert_allclose(ab[0, 0, 1], lab2[1:], atol=1.5)
-    np.testing.assert_allclose(ab[0, 0, 2], 0.5 * (lab1[1:] + lab2[1:]), atol=1.5)
-
-
-def _colorize_image(gray: np.ndarray, cond: Conditions) -> np.ndarray:
-    ab = LuminanceLUTColorizer().colorize(gray_to_lightness(gray)[None], [0], cond)[0]
-    return compose_rgb(gray, ab)
-
-
-def test_lut_colorizer_reference_restores_its_colors() -> None:
-    colors = np.array([(240, 200, 60), (60, 200, 80), (40, 60, 180)], np.uint8)  # grays 196, 144, 68
-    img = np.repeat(colors[None], 6, axis=0).repeat(6, axis=1)  # (6, 18, 3)
-    out = _colorize_image(rgb_to_gray(img), Conditions(references=(Reference(img, frame=0),)))
-    assert np.abs(out.astype(int) - img.astype(int)).max() <= 12
-
-
-def test_lut_colorizer_from_palette() -> None:
-    # Colouring the gray of a palette-coloured image with that palette gives its colours back:
-    # the palette table must be keyed by the lightness of each colour's gray (what the input shows).
-    pal = parse_hex_list("#f0c83c,#3cc850,#283cb4")
-    img = np.repeat(pal.rgb[None], 6, axis=0).repeat(6, axis=1)
-    gray = rgb_to_gray(img)
-    out = _colorize_image(gray, Conditions(palette=pal))
-    assert np.abs(out.astype(int) - img.astype(int)).max() <= 12
-    ab = LuminanceLUTColorizer().colorize(gray_to_lightness(gray)[None], [0], Conditions(palette=pal))
-    np.testing.assert_allclose(ab[0, 0, ::6], pal.lab[:, 1:], atol=4.0)
-    with pytest.raises(ValueError):
-        LuminanceLUTColorizer().colorize(gray_to_lightness(gray)[None], [0], Conditions())
-
-
-def test_lut_colorizer_nearest_reference_dominates() -> None:
-    red = np.zeros((8, 8, 3), np.uint8)
-    red[:] = (200, 50, 50)
-    green = np.zeros((8, 8, 3), np.uint8)
-    green[:] = (40, 160, 40)  # gray ~ 117, red's ~ 95: both tables cover every level
-    cond = Conditions(references=(Reference(red, frame=0), Reference(green, frame=20)))
-    light = np.full((3, 2, 2), 45.0, np.float32)
-    ab = LuminanceLUTColorizer().colorize(light, [0, 10, 20], cond)
-    assert ab[0, 0, 0, 0] > 20  # near frame 0: red (a > 0)
-    assert ab[2, 0, 0, 0] < -20  # near frame 20: green (a < 0)
-    assert ab[2, 0, 0, 0] < ab[1, 0, 0, 0] < ab[0, 0, 0, 0]

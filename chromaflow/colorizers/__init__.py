@@ -1,6 +1,6 @@
-"""Colorizers: gray lightness + conditions -> chroma."""
+"""Keyframe colorizers: the interface and the embedded model."""
 
 from chromaflow.colorizers.base import Colorizer
-from chromaflow.colorizers.luminance_lut import LuminanceLUTColorizer
+from chromaflow.colorizers.chroma_model import ChromaModel, Guidance, ModelColorizer, ModelOptions
 
-__all__ = ["Colorizer", "LuminanceLUTColorizer"]
+__all__ = ["ChromaModel", "Colorizer", "Guidance", "ModelColorizer", "ModelOptions"]

@@ -20,7 +20,7 @@ to each other (GCG's extended attention), in groups of ``max_group``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -49,7 +49,12 @@ class ModelOptions:
         model_side: short side, in pixels, at which the model reads a frame.
         max_side: cap on the long side at that scale.
         max_group: frames coloured jointly (shared attention) at most.
+        saturation: gain on the predicted chroma (not on given hints).  Models
+            trained on ambiguous data under-estimate chroma (they hedge towards
+            gray); the default was chosen on held-out photos (model card).
         sampler: DDIM settings (diffusion models only).
+        fill_steps: sampling steps when the model is the engine's fill step
+            (it may run on many frames, so fewer than for keyframes).
         threads: torch CPU threads (0 leaves torch's default).
     """
 
@@ -57,8 +62,14 @@ class ModelOptions:
     model_side: int = 256
     max_side: int = 512
     max_group: int = 6
+    saturation: float = 1.0
     sampler: SamplerOptions = field(default_factory=lambda: SamplerOptions(steps=12, temperature=0.6))
+    fill_steps: int = 6
     threads: int = 0
+
+    def for_fill(self) -> ModelOptions:
+        """These options with the fill step's number of sampling steps."""
+        return replace(self, sampler=replace(self.sampler, steps=min(self.fill_steps, self.sampler.steps)))
 
 
 @dataclass(frozen=True)
@@ -198,6 +209,10 @@ class ChromaModel:
                     denoise, (n, 2, gh, gw), gen, use_pal, use_txt,
                     known=hg / AB_SCALE if known.any() else None, known_mask=known if known.any() else None,
                 )
+            gain = self.options.saturation
+            if gain != 1.0:
+                known = (mg >= 0.999).float()
+                x0 = x0 * (gain * (1 - known) + known)
             out[sl] = x0 * AB_SCALE
         ab_grid = out.permute(0, 2, 3, 1).numpy()
         # crop the padding, then back to the input size along the luminance edges

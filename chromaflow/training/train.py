@@ -292,8 +292,9 @@ def train(
         n_running += 1
         if step % cfg.log_every == 0 or step == cfg.steps:
             rate = (step - start_step) / max(1e-9, time.time() - t_start)
+            eta_min = (cfg.steps - step) / max(rate, 1e-9) / 60
             log(f"step {step}/{cfg.steps} loss {running / n_running:.5f} lr {_lr(cfg, step - 1):.2e} "
-                f"{rate:.2f} steps/s", step=step, loss=running / n_running)
+                f"{rate:.2f} steps/s, about {eta_min:.0f} min left", step=step, loss=running / n_running)
             running, n_running = 0.0, 0
         if step % cfg.val_every == 0 or step == cfg.steps:
             v = validate(ema, val, cfg.kind)
