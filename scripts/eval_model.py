@@ -1,6 +1,8 @@
 """Measure the embedded colorization model(s) on held-out photos and clip frames.
 
-Gray in, original as ground truth.  For each model and each condition:
+Gray in, original as ground truth.  For each model (each network alone, and
+with ``--shipped`` the shipped default: the diffusion sample blended with the
+regression baseline, with the saturation gain) and each condition:
 (a) automatic, (b) the ground truth's 5-colour palette, (c) 1 % random
 ground-truth pixels as hints, (d) a caption naming the true colours; plus the
 gray baseline (output = input).  Metrics: PSNR, SSIM, colourfulness, and
@@ -120,22 +122,27 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--photos", type=Path, default=Path("../shared/data/photos"))
     ap.add_argument("--clips", type=Path, default=Path("../shared/data/clips"))
-    ap.add_argument("--model", action="append", required=True, help="NAME=PATH of a .safetensors file")
+    ap.add_argument("--model", action="append", help="NAME=PATH of a .safetensors file, run alone with no gain")
+    ap.add_argument("--shipped", action="store_true",
+                    help="also the shipped default: diffusion sample blended with the regression, with the gain")
     ap.add_argument("--max-photos", type=int, default=540, help="held-out photos to use (evenly spaced)")
     ap.add_argument("--frames-per-clip", type=int, default=4)
     ap.add_argument("--steps", type=int, default=12)
-    ap.add_argument("--temperature", type=float, default=0.6)
+    ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--lpips", action="store_true")
     ap.add_argument("--out", type=Path, required=True, help="output prefix (.md and .json are added)")
     args = ap.parse_args()
 
-    opts = ModelOptions(sampler=SamplerOptions(steps=args.steps, temperature=args.temperature))
+    sampler = SamplerOptions(steps=args.steps, temperature=args.temperature)
+    raw = ModelOptions(sampler=sampler, saturation=1.0, blend=0.0)  # each network alone, no gain
     models = {}
-    for spec in args.model:
+    for spec in args.model or []:
         name, path = spec.split("=", 1)
         net, meta = load_model(path)
-        models[name] = ChromaModel(net, meta.get("kind", "diffusion"), opts)
+        models[name] = ChromaModel(net, meta.get("kind", "diffusion"), raw)
+    if args.shipped:
+        models["chromaflow"] = ChromaModel.load(ModelOptions(sampler=sampler))
     lpips = None
     if args.lpips:
         from chromaflow.metrics.lpips import load_lpips_alex

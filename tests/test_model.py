@@ -203,7 +203,7 @@ def test_basic_color_names(rgb, name):
 
 
 def test_saturation_gain_scales_predictions_not_hints(encoder):
-    base = ModelOptions(model_side=64)
+    base = ModelOptions(model_side=64, saturation=1.0)
     plain = ChromaModel(tiny_net(), "regression", base, encoder)
     vivid = plain.with_options(ModelOptions(model_side=64, saturation=2.0))
     light = np.random.default_rng(2).uniform(0, 100, (1, 40, 64)).astype(np.float32)

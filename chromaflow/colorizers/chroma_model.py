@@ -19,6 +19,7 @@ to each other (GCG's extended attention), in groups of ``max_group``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -52,6 +53,11 @@ class ModelOptions:
         saturation: gain on the predicted chroma (not on given hints).  Models
             trained on ambiguous data under-estimate chroma (they hedge towards
             gray); the default was chosen on held-out photos (model card).
+        blend: share of the regression baseline's prediction mixed into a
+            diffusion sample (0 = the sample alone): the regression is the
+            restrained estimate, the sample the decisive one.
+        regression_weights: the regression model for ``blend`` (``None``: the
+            shipped one).
         sampler: DDIM settings (diffusion models only).
         fill_steps: sampling steps when the model is the engine's fill step
             (it may run on many frames, so fewer than for keyframes).
@@ -62,8 +68,10 @@ class ModelOptions:
     model_side: int = 256
     max_side: int = 512
     max_group: int = 6
-    saturation: float = 1.0
-    sampler: SamplerOptions = field(default_factory=lambda: SamplerOptions(steps=12, temperature=0.6))
+    saturation: float = 1.5
+    blend: float = 0.5
+    regression_weights: str | None = None
+    sampler: SamplerOptions = field(default_factory=lambda: SamplerOptions(steps=12, temperature=1.0))
     fill_steps: int = 6
     threads: int = 0
 
@@ -103,12 +111,15 @@ class ChromaModel:
         kind: str,
         options: ModelOptions | None = None,
         encoder: torch.nn.Module | None = None,
+        companion: ChromaUNet | None = None,
     ) -> None:
         from chromaflow.models.efficientnet import load_efficientnet_lite0
 
         if kind not in ("diffusion", "regression"):
             raise ValueError(f"unknown model kind {kind!r}")
         self.network = network.eval()
+        #: the regression network blended into diffusion samples (``options.blend``), or ``None``
+        self.companion = companion.eval() if companion is not None else None
         self.kind = kind
         self.options = options or ModelOptions()
         self.encoder = encoder if encoder is not None else load_efficientnet_lite0(pretrained=True)
@@ -127,11 +138,18 @@ class ChromaModel:
                 "give --model WEIGHTS, or --reference with --fill levin"
             )
         network, meta = load_model(path)
-        return cls(network, meta.get("kind", "diffusion"), options)
+        kind = meta.get("kind", "diffusion")
+        companion = None
+        if kind == "diffusion" and options.blend > 0:
+            reg_path = Path(options.regression_weights) if options.regression_weights else SHIPPED["regression"]
+            if not reg_path.is_file() and not options.regression_weights:
+                raise NotAvailableError(f"the regression model is not installed ({reg_path} is missing)")
+            companion, _ = load_model(reg_path)
+        return cls(network, kind, options, companion=companion)
 
     def with_options(self, options: ModelOptions) -> ChromaModel:
-        """The same network and encoder run with other options (no copy of the weights)."""
-        return ChromaModel(self.network, self.kind, options, self.encoder)
+        """The same networks and encoder run with other options (no copy of the weights)."""
+        return ChromaModel(self.network, self.kind, options, self.encoder, self.companion)
 
     def _grid(self, h: int, w: int) -> tuple[int, int, int, int]:
         """Model-scale size ``(mh, mw)`` and padded size ``(ph, pw)`` for an ``h x w`` frame."""
@@ -191,24 +209,30 @@ class ChromaModel:
             fs = tuple(f[sl] for f in feats)
             lg, hg, mg = light_g[sl], hints[sl], mask[sl]
 
-            def denoise(x_t, t, pal_on, txt_on, fs=fs, lg=lg, hg=hg, mg=mg, n=n):
+            def denoise(x_t, t, pal_on, txt_on, fs=fs, lg=lg, hg=hg, mg=mg, n=n, net=self.network):
                 r = x_t.shape[0] // n
                 rep = lambda a: a.repeat(r, *([1] * (a.ndim - 1)))  # noqa: E731
-                return self.network(
+                return net(
                     x_t, t, rep(lg), rep(hg), rep(mg), tuple(rep(f) for f in fs),
                     pal[None].expand(x_t.shape[0], -1, -1), pal_on, text[None].expand(x_t.shape[0], -1), txt_on,
                     group=n,
                 )
 
             use_pal, use_txt = g.palette_lab is not None, g.text is not None
+            zeros, ones = torch.zeros(n, 2, gh, gw), torch.ones(n)
             if self.kind == "regression":
-                x0 = self.sampler.guided(denoise, torch.zeros(n, 2, gh, gw), torch.ones(n), use_pal, use_txt)
+                x0 = self.sampler.guided(denoise, zeros, ones, use_pal, use_txt)
             else:
                 known = (mg >= 0.999).float()
                 x0 = self.sampler.sample(
                     denoise, (n, 2, gh, gw), gen, use_pal, use_txt,
                     known=hg / AB_SCALE if known.any() else None, known_mask=known if known.any() else None,
                 )
+                if self.companion is not None and self.options.blend > 0:
+                    reg = functools.partial(denoise, net=self.companion)
+                    x0_reg = self.sampler.guided(reg, zeros, ones, use_pal, use_txt)
+                    x0 = (1 - self.options.blend) * x0 + self.options.blend * x0_reg
+                    x0 = known * hg / AB_SCALE + (1 - known) * x0  # known cells stay exact
             gain = self.options.saturation
             if gain != 1.0:
                 known = (mg >= 0.999).float()
