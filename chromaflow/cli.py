@@ -137,7 +137,7 @@ def colorize(
     saturation: Annotated[
         Optional[float], typer.Option(min=0.0, max=4.0, help="Gain on the model's predicted chroma (default: the model card's).")
     ] = None,
-    fill: Annotated[str, typer.Option(help="Fill step for regions propagation cannot colour: model or levin.")] = "model",
+    fill: Annotated[str, typer.Option(help="Fill step for regions propagation cannot colour: levin or model.")] = "levin",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
 ) -> None:
     """Colorize INPUT into OUTPUT, keeping its frames, timing, audio and gray levels."""
@@ -205,7 +205,7 @@ def _print_metrics(result: dict) -> None:
 def bench(
     clips_dir: Annotated[Path, typer.Argument(help="Directory of color clips (videos or frame directories).")],
     modes: Annotated[
-        Optional[list[str]], typer.Option("--modes", help="Comma-separated: auto, exemplar, palette (gray always runs).")
+        Optional[list[str]], typer.Option("--modes", help="Comma-separated: auto, exemplar, palette, exemplar-warp, exemplar-forward, exemplar-modelfill (gray always runs).")
     ] = None,
     out: Annotated[Path, typer.Option("--out", help="Where bench.md, bench.json and sheets/ go.")] = Path("bench_out"),
     max_frames: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N frames of each clip.")] = None,

@@ -117,7 +117,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=0, help="0: all")
     ap.add_argument("--flow", default="dis")
     ap.add_argument("--mode", choices=("exemplar", "auto"), default="exemplar")
-    ap.add_argument("--fill", choices=("model", "levin"), default="model")
+    ap.add_argument("--fill", choices=("levin", "model"), default="levin")
     ap.add_argument("--skip-keyframe", action="store_true", help="do not time a single keyframe")
     args = ap.parse_args()
     size = tuple(int(v) for v in args.size.lower().split("x"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -202,15 +204,36 @@ def test_basic_color_names(rgb, name):
     assert basic_color_name(rgb_to_lab(np.array([[rgb]], np.uint8))[0, 0]) == name
 
 
-def test_saturation_gain_scales_predictions_not_hints(encoder):
+def test_saturation_gain_scales_unguided_predictions_only(encoder):
     base = ModelOptions(model_side=64, saturation=1.0)
     plain = ChromaModel(tiny_net(), "regression", base, encoder)
     vivid = plain.with_options(ModelOptions(model_side=64, saturation=2.0))
     light = np.random.default_rng(2).uniform(0, 100, (1, 40, 64)).astype(np.float32)
     a, b = plain.predict(light), vivid.predict(light)
     np.testing.assert_allclose(b, 2.0 * a, rtol=1e-4, atol=1e-3)  # guided upsampling is linear in chroma
+    # with hints or a palette the prediction is not scaled
     hint_ab = np.full((1, 40, 64, 2), 9.0, np.float32)
     conf = np.zeros((1, 40, 64), np.float32)
     conf[:, :, :32] = 1.0
-    h = vivid.predict(light, hint_ab=hint_ab, hint_conf=conf)
-    assert np.all(h[conf == 1.0] == 9.0)
+    np.testing.assert_array_equal(vivid.predict(light, hint_ab=hint_ab, hint_conf=conf),
+                                  plain.predict(light, hint_ab=hint_ab, hint_conf=conf))
+    g = Guidance(palette_lab=np.array([[60.0, 30.0, 30.0]], np.float32))
+    np.testing.assert_array_equal(vivid.predict(light, g), plain.predict(light, g))
+
+
+def test_blend_with_the_regression_companion(encoder):
+    opts = ModelOptions(model_side=64, saturation=1.0, sampler=SamplerOptions(steps=3))
+    diff, reg = tiny_net(0), tiny_net(1)
+    light = np.random.default_rng(3).uniform(0, 100, (2, 40, 64)).astype(np.float32)
+    alone = ChromaModel(diff, "diffusion", opts, encoder).predict(light)
+    regression = ChromaModel(reg, "regression", opts, encoder).predict(light)
+    full = ChromaModel(diff, "diffusion", replace(opts, blend=1.0), encoder, companion=reg).predict(light)
+    half = ChromaModel(diff, "diffusion", replace(opts, blend=0.5), encoder, companion=reg).predict(light)
+    np.testing.assert_allclose(full, regression, atol=1e-4)
+    np.testing.assert_allclose(half, 0.5 * (alone + regression), atol=1e-3)
+    # guided predictions are the diffusion sample alone
+    g = Guidance(palette_lab=np.array([[60.0, 30.0, 30.0]], np.float32), seed=1)
+    np.testing.assert_array_equal(
+        ChromaModel(diff, "diffusion", replace(opts, blend=1.0), encoder, companion=reg).predict(light, g),
+        ChromaModel(diff, "diffusion", opts, encoder).predict(light, g),
+    )

@@ -11,8 +11,8 @@ Ablations of the temporal engine, with the ``exemplar`` conditions:
 
 * ``exemplar-warp``: forward warping from the reference only, no correction;
 * ``exemplar-forward``: forward propagation with correction, no backward fusion;
-* ``exemplar-levin``: the full engine with the classical fill step (Levin et
-  al.'s optimisation) instead of the embedded model.
+* ``exemplar-modelfill``: the full engine with the embedded model as the fill
+  step instead of Levin et al.'s optimisation.
 """
 
 from __future__ import annotations
@@ -23,15 +23,15 @@ from chromaflow.guidance.conditions import Conditions, Reference
 from chromaflow.guidance.palette import palette_from_image
 from chromaflow.pipeline.engine import EngineOptions
 
-MODES = ("gray", "auto", "exemplar", "palette", "exemplar-warp", "exemplar-forward", "exemplar-levin")
+MODES = ("gray", "auto", "exemplar", "palette", "exemplar-warp", "exemplar-forward", "exemplar-modelfill")
 
 #: Engine options of each ablation mode (other modes use the defaults).
 ABLATIONS = {
     "exemplar-warp": EngineOptions(backward=False, correct=False),
     "exemplar-forward": EngineOptions(backward=False),
 }
-#: Fill step of each mode (default: the embedded model).
-FILL_OF_MODE = {"exemplar-warp": "levin", "exemplar-levin": "levin"}
+#: Fill step of each mode (default: Levin's optimisation).
+FILL_OF_MODE = {"exemplar-modelfill": "model"}
 
 
 def engine_options_for_mode(mode: str) -> EngineOptions:
@@ -40,8 +40,8 @@ def engine_options_for_mode(mode: str) -> EngineOptions:
 
 
 def fill_for_mode(mode: str) -> str:
-    """The engine fill step a mode runs with (``"model"`` or ``"levin"``)."""
-    return FILL_OF_MODE.get(mode, "model")
+    """The engine fill step a mode runs with (``"levin"`` or ``"model"``)."""
+    return FILL_OF_MODE.get(mode, "levin")
 
 
 def conditions_for_mode(mode: str, first_gt_frame: np.ndarray, seed: int = 0) -> Conditions:

@@ -50,12 +50,13 @@ class ModelOptions:
         model_side: short side, in pixels, at which the model reads a frame.
         max_side: cap on the long side at that scale.
         max_group: frames coloured jointly (shared attention) at most.
-        saturation: gain on the predicted chroma (not on given hints).  Models
-            trained on ambiguous data under-estimate chroma (they hedge towards
-            gray); the default was chosen on held-out photos (model card).
-        blend: share of the regression baseline's prediction mixed into a
-            diffusion sample (0 = the sample alone): the regression is the
-            restrained estimate, the sample the decisive one.
+        saturation: gain on the chroma of unguided predictions (no palette,
+            text or hints).  Models trained on ambiguous data under-estimate
+            chroma (they hedge towards gray); the default was chosen on
+            held-out photos and clip frames (model card).
+        blend: share of the regression baseline's prediction mixed into an
+            unguided diffusion sample (0 = the sample alone): the regression is
+            the restrained estimate, the sample the decisive one.
         regression_weights: the regression model for ``blend`` (``None``: the
             shipped one).
         sampler: DDIM settings (diffusion models only).
@@ -219,6 +220,11 @@ class ChromaModel:
                 )
 
             use_pal, use_txt = g.palette_lab is not None, g.text is not None
+            # Blend and gain temper the hedging of *unguided* predictions only: with
+            # a palette or a text, guidance already commits to colours, and with
+            # hints the prediction must match the colours around it (the diffusion
+            # sample alone scores best there; see the model card).
+            unguided = not (use_pal or use_txt or bool(mg.any()))
             zeros, ones = torch.zeros(n, 2, gh, gw), torch.ones(n)
             if self.kind == "regression":
                 x0 = self.sampler.guided(denoise, zeros, ones, use_pal, use_txt)
@@ -228,15 +234,12 @@ class ChromaModel:
                     denoise, (n, 2, gh, gw), gen, use_pal, use_txt,
                     known=hg / AB_SCALE if known.any() else None, known_mask=known if known.any() else None,
                 )
-                if self.companion is not None and self.options.blend > 0:
+                if self.companion is not None and self.options.blend > 0 and unguided:
                     reg = functools.partial(denoise, net=self.companion)
-                    x0_reg = self.sampler.guided(reg, zeros, ones, use_pal, use_txt)
+                    x0_reg = self.sampler.guided(reg, zeros, ones, False, False)
                     x0 = (1 - self.options.blend) * x0 + self.options.blend * x0_reg
-                    x0 = known * hg / AB_SCALE + (1 - known) * x0  # known cells stay exact
-            gain = self.options.saturation
-            if gain != 1.0:
-                known = (mg >= 0.999).float()
-                x0 = x0 * (gain * (1 - known) + known)
+            if self.options.saturation != 1.0 and unguided:
+                x0 = x0 * self.options.saturation
             out[sl] = x0 * AB_SCALE
         ab_grid = out.permute(0, 2, 3, 1).numpy()
         # crop the padding, then back to the input size along the luminance edges

@@ -76,19 +76,19 @@ def build_engine(
     options: EngineOptions | None = None,
     flow: str = "dis",
     model: ModelOptions | None = None,
-    fill: str = "model",
+    fill: str = "levin",
 ) -> TemporalEngine:
     """The temporal engine for these conditions: flow, fill step and keyframe colorizer.
 
     The embedded model is loaded once and serves as both the keyframe
-    colorizer (without references) and the fill step (``fill="model"``),
+    colorizer (without references) and, with ``fill="model"``, the fill step,
     guided by the same palette, prompt and seed.
 
     Args:
         flow: ``"dis"`` (DIS medium), ``"dis:fast"`` ... or the path of a local
             RAFT checkpoint (see :func:`~chromaflow.temporal.flow.load_flow_estimator`).
         model: which model weights and sampler settings to use.
-        fill: ``"model"`` or ``"levin"``.
+        fill: ``"levin"`` (colorization by optimization) or ``"model"``.
 
     Raises:
         InputError: unknown flow or fill spec, unreadable checkpoint or weights.

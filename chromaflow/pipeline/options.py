@@ -35,8 +35,9 @@ class ColorizeOptions:
         engine: options of the temporal engine (working size, keyframes, ablations).
         flow: optical flow: ``"dis"`` (default), ``"dis:fast"``, or a local RAFT checkpoint path.
         model: the embedded colorization model (weights, sampler settings).
-        fill: the engine's fill step for anchors and corrections: ``"model"``
-            (default) or ``"levin"`` (no model needed with references).
+        fill: the engine's fill step for anchors and corrections: ``"levin"``
+            (default: measured better and faster than the model, see the model
+            card) or ``"model"``.
         progress: show a progress bar (only when stderr is a terminal).
     """
 
@@ -50,5 +51,5 @@ class ColorizeOptions:
     engine: EngineOptions = field(default_factory=EngineOptions)
     flow: str = "dis"
     model: ModelOptions = field(default_factory=ModelOptions)
-    fill: str = "model"
+    fill: str = "levin"
     progress: bool = True
