@@ -230,3 +230,10 @@ def test_reference_of_other_size_is_resized(clips, short_dirs, tmp_path: Path, c
 # ----------------------------------------------------------------- the LUT baseline
 
 
+
+
+def test_prompt_with_references_is_reported_unused(clips, short_dirs, tmp_path: Path, caplog) -> None:
+    opts = ColorizeOptions(references=(ReferenceSpec(clips.reference, 0),), prompt="a red car", progress=False)
+    with caplog.at_level(logging.WARNING, logger="chromaflow"):
+        chromaflow.colorize(short_dirs[0], tmp_path / "o", opts)
+    assert "--prompt is not used together with --reference" in caplog.text

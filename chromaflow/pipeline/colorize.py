@@ -53,8 +53,11 @@ def build_conditions(options: ColorizeOptions, source: FrameSource) -> Condition
     prompt = options.prompt.strip() if options.prompt is not None else None
     if options.prompt is not None and not prompt:
         raise InputError("empty --prompt")
-    if refs and palette is not None:
-        log.warning("--palette is not used together with --reference yet: colors come from the references")
+    if refs and options.fill != "model":  # with the model as fill step, palette and prompt guide the fill
+        for name, given in (("--palette", palette is not None), ("--prompt", bool(prompt))):
+            if given:
+                log.warning("%s is not used together with --reference (unless --fill model): "
+                            "colors come from the references", name)
     return Conditions(references=refs, palette=palette, prompt=prompt, seed=options.seed)
 
 
