@@ -155,3 +155,20 @@ def test_keyframe_added_where_propagation_fails(clip, monkeypatch):
     assert all(k >= 12 for k in engine.added_keyframes)
     _, warp_only = _run(frames, cond, EngineOptions(correct=False, backward=False))
     assert len(warp_only) == len(frames)  # the plain-warping ablation never adds keyframes
+
+
+def test_colorizer_colours_only_the_first_keyframe_when_deriving(clip, tiny_model):
+    cond = Conditions(palette=parse_hex_list("#e62828,#1e28aa"))
+    model = ModelOptions(weights=str(tiny_model), sampler=SamplerOptions(steps=2))
+    coloured = {}
+    for derive in (True, False):
+        engine = build_engine(cond, EngineOptions(derive_keyframes=derive, max_gap=4), model=model)
+        calls = []
+        original = engine.colorizer.colorize
+        engine.colorizer.colorize = lambda light, idx, c, _o=original, _calls=calls: (_calls.extend(idx), _o(light, idx, c))[1]
+        out = list(engine.run(ArraySource([_gray3(f) for f in clip]), cond))
+        assert len(out) == len(clip)
+        coloured[derive] = sorted(set(calls) - set(engine.added_keyframes))
+        keyframes = engine.analyse(ArraySource([_gray3(f) for f in clip]), cond).shots[0].keyframes
+    assert coloured[True] == [0]
+    assert coloured[False] == keyframes and len(keyframes) > 2

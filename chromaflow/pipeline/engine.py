@@ -72,6 +72,10 @@ class EngineOptions:
             colours are unreliable, the frame becomes a keyframe on the way
             (coloured by the colorizer, or derived with correspondence hints).
         min_reanchor_gap: frames at least between such a keyframe and the previous anchor.
+        derive_keyframes: with a colorizer (no references), it colours only the
+            first keyframe of each shot (and frames where propagation fails);
+            the other keyframes are derived from propagation, as in exemplar
+            mode, so that they cannot disagree (``False``: it colours them all).
     """
 
     work_max_side: int = 384
@@ -86,6 +90,7 @@ class EngineOptions:
     memory_budget_mb: int = 384
     reanchor_fraction: float = 0.35
     min_reanchor_gap: int = 8
+    derive_keyframes: bool = True
 
 
 @dataclass
@@ -167,6 +172,8 @@ class TemporalEngine:
             shot = ShotPlan(start, stop, kf)
             if exemplar:  # reference frames of the shot; none: a keyframe chosen in color_anchors
                 shot.precomputed = {f for f in ref_frames if start <= f < stop}
+            elif self.options.derive_keyframes and self.options.backward:
+                shot.precomputed = {kf[0]}  # the colorizer colours the first; the others are derived
             else:
                 shot.precomputed = set(kf)
             shots.append(shot)
@@ -208,19 +215,19 @@ class TemporalEngine:
                         anchors[f] = self._reference_colors(refs_by_frame[f])
             else:
                 assert self.colorizer is not None
-                kf = shot.keyframes
+                kf = sorted(shot.precomputed)
                 light = np.stack([gray_to_lightness(grays[k]) for k in kf])
                 ab = self.colorizer.colorize(light, kf, conditions)
                 for k, a in zip(kf, ab):
                     anchors[k] = (a.astype(np.float32), np.ones(a.shape[:2], np.float32))
-            self._place_anchors(shot, bool(conditions.references))
+            self._place_anchors(shot, bool(conditions.references) or self.options.derive_keyframes)
         return anchors
 
-    def _place_anchors(self, shot: ShotPlan, exemplar: bool) -> None:
-        """Anchors = precomputed ones, plus (exemplar mode, with backward fusion) the
+    def _place_anchors(self, shot: ShotPlan, derive: bool) -> None:
+        """Anchors = precomputed ones, plus (``derive``, with backward fusion) the
         keyframes after the first precomputed anchor, derived from propagation."""
         anchors = set(shot.precomputed)
-        if exemplar and self.options.backward:
+        if derive and self.options.backward:
             first = min(shot.precomputed)
             anchors.update(k for k in shot.keyframes if k > first)
         shot.anchors = sorted(anchors)
@@ -346,11 +353,19 @@ class TemporalEngine:
             if t in shot.anchors:
                 if t in anchors:
                     ab_t, conf_t = anchors[t]
-                elif self.colorizer is not None:  # a keyframe added on the way: the colorizer colours it
+                elif self.colorizer is not None and (
+                    fwd is None or t in self.added_keyframes or not opts.derive_keyframes
+                ):
+                    # A keyframe added where propagation failed: the colorizer colours it,
+                    # and the pixels still reliably carried keep their colours.
                     ab_t = self.colorizer.colorize(item["light"][None], [t], conditions)[0].astype(np.float32)
+                    if fwd is not None:
+                        keep = fwd[1] >= opts.correction_threshold
+                        ab_t = np.where(keep[..., None], fwd[0], ab_t).astype(np.float32)
                     conf_t = np.ones(ab_t.shape[:2], np.float32)
-                else:  # derived anchor: propagated colours, corrected with correspondence hints
-                    ab_t, conf_t = self._derive_anchor(item, fwd, self._reference_for(shot, conditions.references, t))
+                else:  # derived anchor: propagated colours, corrected (with correspondence hints)
+                    ref = self._reference_for(shot, conditions.references, t) if conditions.references else None
+                    ab_t, conf_t = self._derive_anchor(item, fwd, ref)
                 if len(pending):
                     yield from self._flush(pending, (ab_t, conf_t), item, last_anchor, t)
                     pending.clear()
@@ -424,13 +439,14 @@ class TemporalEngine:
         return recolor_track(track, out, replaced, self.options.fill_confidence), out
 
     def _derive_anchor(
-        self, item: dict, fwd: tuple[np.ndarray, np.ndarray] | None, ref: Reference
+        self, item: dict, fwd: tuple[np.ndarray, np.ndarray] | None, ref: Reference | None
     ) -> tuple[np.ndarray, np.ndarray]:
         if fwd is None:
+            assert ref is not None
             return self._correspondence_colors(item["work"], ref)
         ab, conf = fwd
         extra = None
-        if self.options.correct and (conf < self.options.correction_threshold).mean() >= self.options.min_correction_fraction:
+        if ref is not None and self.options.correct and (conf < self.options.correction_threshold).mean() >= self.options.min_correction_fraction:
             extra = self._correspondence(item["work"], ref)
         out, replaced = self._correct(item["light"], ab, conf, extra)
         if replaced is None:
