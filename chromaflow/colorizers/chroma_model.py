@@ -35,6 +35,7 @@ from chromaflow.colorizers.base import Colorizer
 from chromaflow.errors import NotAvailableError
 from chromaflow.guidance.conditions import Conditions
 from chromaflow.models.chroma_unet import AB_SCALE, ChromaUNet
+from chromaflow.models.efficientnet import gray_input
 from chromaflow.samplers.ddim import DDIMSampler, SamplerOptions
 
 _PAD = 32
@@ -192,7 +193,7 @@ class ChromaModel:
         light_m = np.stack([cv2.resize(x, (mw, mh), interpolation=cv2.INTER_AREA) for x in lightness])
         light_m = np.pad(light_m, ((0, 0), (0, ph - mh), (0, pw - mw)), mode="reflect")
         gray = torch.from_numpy(lightness_to_gray(light_m))
-        feats = self.encoder(gray[:, None].expand(-1, 3, -1, -1).contiguous())[1:]
+        feats = self.encoder(gray_input(gray))[1:]
         light_g = F.interpolate(torch.from_numpy(light_m)[:, None], size=(gh, gw), mode="area")
         hints = torch.zeros(t_count, 2, gh, gw)
         mask = torch.zeros(t_count, 1, gh, gw)
@@ -291,15 +292,21 @@ class ModelColorizer(Colorizer):
 
     def __init__(self, model: ChromaModel) -> None:
         self.model = model
+        self._last: tuple[Conditions, Guidance] | None = None
 
     def guidance_for(self, conditions: Conditions) -> Guidance:
+        """The model's guidance for ``conditions`` (the prompt is embedded once per conditions)."""
+        if self._last is not None and self._last[0] is conditions:
+            return self._last[1]
         text = None
         if conditions.prompt:
             from chromaflow.models.text import shared_text_encoder
 
             text = shared_text_encoder().encode([conditions.prompt])[0]
         palette = conditions.palette.lab if conditions.palette is not None else None
-        return Guidance(palette_lab=palette, text=text, seed=conditions.seed)
+        guidance = Guidance(palette_lab=palette, text=text, seed=conditions.seed)
+        self._last = (conditions, guidance)
+        return guidance
 
     def colorize(self, lightness: np.ndarray, frame_indices: Sequence[int], conditions: Conditions) -> np.ndarray:
         return self.model.predict(lightness, self.guidance_for(conditions))

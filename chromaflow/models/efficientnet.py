@@ -65,6 +65,7 @@ __all__ = [
     "INPUT_STD",
     "EfficientNetLite0Features",
     "efficientnet_lite0_weights_path",
+    "gray_input",
     "load_efficientnet_lite0",
 ]
 
@@ -184,6 +185,11 @@ class EfficientNetLite0Features(nn.Module):
         feats, h = self._run(x, head=True)
         assert h is not None
         return feats, h
+
+
+def gray_input(gray: torch.Tensor) -> torch.Tensor:
+    """``(N, H, W)`` float gray in ``[0, 1]`` -> ``(N, 3, H, W)`` encoder input (gray on the three channels)."""
+    return gray[:, None].expand(-1, 3, -1, -1).contiguous()
 
 
 def efficientnet_lite0_weights_path() -> str:

@@ -113,7 +113,8 @@ def build_engine(
     if fill == "model":
         assert chroma_model is not None
         fill_model = chroma_model.with_options(chroma_model.options.for_fill())
-        fill_step = ModelFill(fill_model, ModelColorizer(chroma_model).guidance_for(conditions))
+        guide = colorizer if isinstance(colorizer, ModelColorizer) else ModelColorizer(chroma_model)
+        fill_step = ModelFill(fill_model, guide.guidance_for(conditions))
     else:
         fill_step = LevinFill(max_pixels=4000)
     return TemporalEngine(fill=fill_step, flow=estimator, colorizer=colorizer, options=options or EngineOptions())

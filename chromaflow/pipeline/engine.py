@@ -193,7 +193,9 @@ class TemporalEngine:
         """Colours of the precomputed anchors: ``{frame: (ab, confidence)}`` at working resolution."""
         need: set[int] = set()
         for shot in plan.shots:
-            if not shot.precomputed or not conditions.references:  # matched or colorizer keyframes
+            if not conditions.references:  # the colorizer's keyframes
+                need.update(shot.precomputed)
+            elif not shot.precomputed:  # a keyframe is matched to a reference photo
                 need.update(shot.keyframes)
         grays: dict[int, np.ndarray] = {}
         if need:

@@ -41,7 +41,7 @@ from chromaflow.color.lab import rgb_to_gray, rgb_to_lab
 from chromaflow.errors import InputError
 from chromaflow.guidance.color_names import basic_color_name
 from chromaflow.guidance.palette import palette_from_image
-from chromaflow.models.efficientnet import load_efficientnet_lite0
+from chromaflow.models.efficientnet import gray_input, load_efficientnet_lite0
 from chromaflow.progress import track
 
 PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -146,11 +146,6 @@ def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def encoder_input(gray: np.ndarray) -> torch.Tensor:
-    """``(N, H, W)`` ``uint8`` gray -> ``(N, 3, H, W)`` float in [0, 1] for the encoder."""
-    x = torch.from_numpy(np.ascontiguousarray(gray)).float().div_(255.0)
-    return x[:, None].expand(-1, 3, -1, -1).contiguous()
-
 
 def build_cache(
     photos: list[Path],
@@ -219,7 +214,7 @@ def build_cache(
             return
         gray = np.stack([rgb_to_gray(c) for c in pending])
         with torch.inference_mode():
-            feats = encoder(encoder_input(gray))
+            feats = encoder(gray_input(torch.from_numpy(gray).float().div_(255.0)))
         for key, f in zip(FEATURE_FILES, feats[1:]):
             arrays[key][start : start + len(pending)] = f.numpy().astype(np.float16)
         start += len(pending)
