@@ -108,7 +108,9 @@ def colorize(
         Optional[list[int]],
         typer.Option("--reference-frame", help="Frame index the matching --reference is the color version of."),
     ] = None,
-    palette: Annotated[Optional[str], typer.Option(help="Hex colors '#aa3311,#2040ff,...' or an image path.")] = None,
+    palette: Annotated[
+        Optional[str], typer.Option(help="Hex colors '#aa3311,#2040ff,...', auto, tags, or an image or video path.")
+    ] = None,
     prompt: Annotated[Optional[str], typer.Option(help="Text describing the colors.")] = None,
     seed: Annotated[int, typer.Option(help="Seed: same input, options and seed give the same output.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
@@ -138,6 +140,9 @@ def colorize(
         Optional[float], typer.Option(min=0.0, max=4.0, help="Gain on the model's predicted chroma (default: the model card's).")
     ] = None,
     fill: Annotated[str, typer.Option(help="Fill step for regions propagation cannot colour: levin or model.")] = "levin",
+    save_masks: Annotated[
+        Optional[Path], typer.Option(help="Folder for the prompt's object masks and hints per grounded frame.")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
 ) -> None:
     """Colorize INPUT into OUTPUT, keeping its frames, timing, audio and gray levels."""
@@ -159,6 +164,7 @@ def colorize(
         fps=fps,
         model=_model_options(model, steps, temperature, saturation),
         fill=fill,
+        save_masks=save_masks,
         progress=not quiet,
     )
     result = run(input, output, options)
@@ -238,27 +244,28 @@ def bench(
 @app.command()
 @_handle_errors
 def palette(
-    spec: Annotated[str, typer.Argument(help="Hex colors, 'auto', or an image, video or frame directory.")],
+    spec: Annotated[str, typer.Argument(help="Hex colors, 'auto', 'tags', or an image, video or frame directory.")],
+    video: Annotated[
+        Optional[Path], typer.Option("--video", help="With 'tags': the video whose content gives the palette.")
+    ] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Swatch PNG to write.")] = Path("palette.png"),
     seed: Annotated[int, typer.Option(help="Seed (for 'auto' and k-means).")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing swatch.")] = False,
 ) -> None:
     """Print the palette SPEC stands for and write a swatch, to check it before a long run."""
     _setup_logging()
-    import cv2
-
     from chromaflow.guidance.palette import palette_swatch, parse_palette_spec
+    from chromaflow.io.inspection import write_png
     from chromaflow.io.sink import check_output_path
 
     out = check_output_path(output, overwrite)
     if out.suffix.lower() != ".png":
         raise InputError(f"the swatch is a PNG image: {out} has another extension")
-    pal = parse_palette_spec(spec, seed=seed)
+    if spec.strip() == "tags" and video is None:
+        raise InputError("'tags' reads a video's content: add --video PATH")
+    pal = parse_palette_spec(spec, seed=seed, video=video)
     typer.echo(",".join(pal.hex()))
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(palette_swatch(pal), cv2.COLOR_RGB2BGR))
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_bytes(buf.tobytes())
-    tmp.replace(out)
+    write_png(out, palette_swatch(pal))
     logging.getLogger("chromaflow").info("wrote %s; use it with --palette \"%s\"", out, ",".join(pal.hex()))
 
 

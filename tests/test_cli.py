@@ -193,8 +193,6 @@ def test_not_available_exit_code(clips, out_dir: Path, monkeypatch, tmp_path: Pa
     assert_one_line_error(r, "model weights not found")
     assert r.exit_code == 2
     monkeypatch.undo()
-    r = invoke("colorize", clips.gray_video, "-o", out_dir / "o.mp4", "--palette", "tags")
-    assert_one_line_error(r, "--palette tags", "not available")
     assert list_dir(out_dir) == []
 
 

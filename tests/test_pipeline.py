@@ -175,10 +175,6 @@ def _assert_fails(clips, tmp_path: Path, exc: type, match: str, **kw) -> None:
     assert list_dir(out_dir) == []
 
 
-def test_palette_tags_not_available(clips, tmp_path: Path) -> None:
-    _assert_fails(clips, tmp_path, NotAvailableError, "--palette tags", palette="tags")
-
-
 def test_missing_model_weights(clips, tmp_path: Path) -> None:
     _assert_fails(clips, tmp_path, InputError, "model weights not found",
                   model=ModelOptions(weights=str(tmp_path / "none.safetensors")))

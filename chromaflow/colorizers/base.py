@@ -32,6 +32,7 @@ class Colorizer(ABC):
         lightness: np.ndarray,
         frame_indices: Sequence[int],
         conditions: Conditions,
+        known: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> np.ndarray:
         """Predict chroma for a batch of frames.
 
@@ -40,7 +41,28 @@ class Colorizer(ABC):
             frame_indices: the position of each frame in the video (``T`` ints),
                 so time-aware colorizers can weigh references by distance.
             conditions: references, palette, prompt and seed.
+            known: optional ``(ab (T, h, w, 2), confidence (T, h, w))``: colours
+                already known (carried along the motion); confidence 1 must be
+                kept, the colorizer completes the rest around them.
 
         Returns:
             ``(T, h, w, 2)`` ``float32`` Lab ab, about ``[-128, 127]``.
         """
+
+    def hints(
+        self, lightness: np.ndarray, frame_index: int, conditions: Conditions
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Colours the conditions ask for in one frame, as hints for the engine's fill step.
+
+        Args:
+            lightness: ``(h, w)`` ``float32`` Lab L in ``[0, 100]``.
+            frame_index: the frame's position in the video.
+            conditions: the run's conditions.
+
+        Returns:
+            ``(ab (h, w, 2), confidence (h, w))``, or ``None`` (the default:
+            nothing beyond what :meth:`colorize` does).  The prompt-guided
+            model returns its objects' named colours inside their masks, so
+            objects that appear between keyframes still take their colours.
+        """
+        return None

@@ -20,7 +20,7 @@ to each other (GCG's extended attention), in groups of ``max_group``.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -34,6 +34,8 @@ from chromaflow.color.upsample import guided_upsample
 from chromaflow.colorizers.base import Colorizer
 from chromaflow.errors import NotAvailableError
 from chromaflow.guidance.conditions import Conditions
+from chromaflow.guidance.grounding import Grounding, GroundingOptions, PromptGrounder
+from chromaflow.guidance.prompt import ParsedPrompt, parse_prompt
 from chromaflow.models.chroma_unet import AB_SCALE, ChromaUNet
 from chromaflow.models.efficientnet import gray_input
 from chromaflow.samplers.ddim import DDIMSampler, SamplerOptions
@@ -284,29 +286,96 @@ class ModelColorizer(Colorizer):
     """Colours keyframes with the embedded model: automatic, palette- or prompt-guided.
 
     All frames of one call (the keyframes of a shot) are coloured jointly.
-    The prompt is embedded with all-MiniLM-L6-v2; the palette is the
-    conditions' palette.
+    The prompt is embedded with all-MiniLM-L6-v2 (the model's text
+    condition), and its (colour, object) pairs are grounded in each frame by
+    a :class:`~chromaflow.guidance.grounding.PromptGrounder`: a named colour
+    becomes hints inside its object's mask.  The palette is the conditions'
+    palette.
+
+    Args:
+        model: the loaded model.
+        grounding: options of the object grounding.
+        on_grounding: called as ``on_grounding(frame_index, gray, grounding)``
+            each time a frame's objects are grounded (``gray``: ``(h, w)``
+            ``uint8``), e.g. to save the masks for inspection.
     """
 
     name = "model"
 
-    def __init__(self, model: ChromaModel) -> None:
+    def __init__(
+        self,
+        model: ChromaModel,
+        grounding: GroundingOptions | None = None,
+        on_grounding: Callable[[int, np.ndarray, Grounding], None] | None = None,
+    ) -> None:
         self.model = model
-        self._last: tuple[Conditions, Guidance] | None = None
+        self.grounding = grounding or GroundingOptions()
+        self.on_grounding = on_grounding
+        self._grounder: PromptGrounder | None = None
+        self._last: tuple[Conditions, Guidance, ParsedPrompt | None] | None = None
+
+    def _prepared(self, conditions: Conditions) -> tuple[Guidance, ParsedPrompt | None]:
+        if self._last is None or self._last[0] is not conditions:
+            text, parsed = None, None
+            if conditions.prompt:
+                from chromaflow.models.text import shared_text_encoder
+
+                text = shared_text_encoder().encode([conditions.prompt])[0]
+                parsed = parse_prompt(conditions.prompt)
+                if not parsed.objects:
+                    parsed = None
+            palette = conditions.palette.lab if conditions.palette is not None else None
+            self._last = (conditions, Guidance(palette_lab=palette, text=text, seed=conditions.seed), parsed)
+        return self._last[1], self._last[2]
 
     def guidance_for(self, conditions: Conditions) -> Guidance:
         """The model's guidance for ``conditions`` (the prompt is embedded once per conditions)."""
-        if self._last is not None and self._last[0] is conditions:
-            return self._last[1]
-        text = None
-        if conditions.prompt:
+        return self._prepared(conditions)[0]
+
+    @property
+    def grounder(self) -> PromptGrounder:
+        """The prompt grounder (built on first use; shares the model's encoder)."""
+        if self._grounder is None:
             from chromaflow.models.text import shared_text_encoder
 
-            text = shared_text_encoder().encode([conditions.prompt])[0]
-        palette = conditions.palette.lab if conditions.palette is not None else None
-        guidance = Guidance(palette_lab=palette, text=text, seed=conditions.seed)
-        self._last = (conditions, guidance)
-        return guidance
+            self._grounder = PromptGrounder(self.model.encoder, shared_text_encoder(), self.grounding)
+        return self._grounder
 
-    def colorize(self, lightness: np.ndarray, frame_indices: Sequence[int], conditions: Conditions) -> np.ndarray:
-        return self.model.predict(lightness, self.guidance_for(conditions))
+    def hints(
+        self, lightness: np.ndarray, frame_index: int, conditions: Conditions
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        parsed = self._prepared(conditions)[1]
+        if parsed is None:
+            return None
+        gray = np.clip(np.rint(lightness_to_gray(lightness) * 255.0), 0, 255).astype(np.uint8)
+        grounding = self.grounder.ground(gray, parsed)
+        if self.on_grounding is not None:
+            self.on_grounding(frame_index, gray, grounding)
+        if not grounding.hint_conf.any():
+            return None
+        return grounding.hint_ab, grounding.hint_conf
+
+    def colorize(
+        self,
+        lightness: np.ndarray,
+        frame_indices: Sequence[int],
+        conditions: Conditions,
+        known: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> np.ndarray:
+        guidance, parsed = self._prepared(conditions)
+        t_count, h, w = lightness.shape
+        hint_ab = np.zeros((t_count, h, w, 2), np.float32)
+        hint_conf = np.zeros((t_count, h, w), np.float32)
+        if parsed is not None:
+            for i, f in enumerate(frame_indices):
+                found = self.hints(lightness[i], int(f), conditions)
+                if found is not None:
+                    hint_ab[i], hint_conf[i] = found
+        if known is not None:  # carried colours win over the prompt's
+            k_ab, k_conf = known
+            use = k_conf > 0
+            hint_ab = np.where(use[..., None], k_ab, hint_ab).astype(np.float32)
+            hint_conf = np.where(use, k_conf, hint_conf).astype(np.float32)
+        if not hint_conf.any():
+            return self.model.predict(lightness, guidance)
+        return self.model.predict(lightness, guidance, hint_ab, hint_conf)

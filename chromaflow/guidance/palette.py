@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -17,7 +18,7 @@ import cv2
 import numpy as np
 
 from chromaflow.color.lab import rgb_to_lab
-from chromaflow.errors import InputError, NotAvailableError
+from chromaflow.errors import InputError
 from chromaflow.io.naming import VIDEO_EXTENSIONS
 
 PALETTE_SIZE = 5
@@ -65,6 +66,43 @@ def parse_hex_list(spec: str, max_colors: int = PALETTE_SIZE) -> Palette:
     return Palette(rgb, np.full(len(rgb), 1.0 / len(rgb), np.float32))
 
 
+def weighted_kmeans(
+    points: np.ndarray, weights: np.ndarray, k: int, seed: int = 0, iters: int = 30
+) -> tuple[np.ndarray, np.ndarray]:
+    """K-means of weighted points (Lloyd's algorithm, seeded weighted initialisation).
+
+    Args:
+        points: ``(N, D)`` points (e.g. Lab colours).
+        weights: ``(N,)`` non-negative weights, not all zero.
+        k: number of clusters (at most ``N``).
+        seed: the same seed gives the same result.
+
+    Returns:
+        ``(centres (k, D), shares (k,))``, largest share first; shares sum to 1.
+    """
+    x = np.asarray(points, np.float64)
+    w = np.asarray(weights, np.float64)
+    k = min(k, int((w > 0).sum()))
+    rng = np.random.default_rng(seed)
+    centers = x[rng.choice(len(x), k, replace=False, p=w / w.sum())].copy()
+    for _ in range(iters):
+        label = ((x[:, None] - centers[None]) ** 2).sum(-1).argmin(1)
+        for j in range(k):
+            m = label == j
+            if w[m].sum() > 0:
+                centers[j] = (x[m] * w[m, None]).sum(0) / w[m].sum()
+    shares = np.array([w[label == j].sum() for j in range(k)]) / w.sum()
+    order = np.argsort(-shares, kind="stable")
+    return centers[order], shares[order]
+
+
+def palette_from_lab(lab: np.ndarray, weights: np.ndarray) -> Palette:
+    """A :class:`Palette` from ``(K, 3)`` Lab colours (brought into sRGB) and their shares."""
+    rgb = cv2.cvtColor(np.asarray(lab, np.float32).reshape(1, -1, 3), cv2.COLOR_Lab2RGB).reshape(-1, 3)
+    w = np.asarray(weights, np.float32)
+    return Palette(np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8), w / w.sum())
+
+
 def palette_from_image(rgb: np.ndarray, k: int = PALETTE_SIZE, seed: int = 0) -> Palette:
     """K-means (in Lab) of an image's colours.
 
@@ -86,10 +124,7 @@ def palette_from_image(rgb: np.ndarray, k: int = PALETTE_SIZE, seed: int = 0) ->
     _, labels, centers = cv2.kmeans(lab, k, None, criteria, 4, cv2.KMEANS_PP_CENTERS)
     counts = np.bincount(labels.ravel(), minlength=k).astype(np.float32)
     order = np.argsort(-counts, kind="stable")
-    centers_lab = centers[order].reshape(1, k, 3)
-    rgb_c = cv2.cvtColor(centers_lab, cv2.COLOR_Lab2RGB)
-    rgb_c = np.clip(np.rint(rgb_c.reshape(k, 3) * 255.0), 0, 255).astype(np.uint8)
-    return Palette(rgb_c, counts[order] / counts.sum())
+    return palette_from_lab(centers[order], counts[order])
 
 
 def is_grayscale_image(rgb: np.ndarray, chroma: float = 3.0, fraction: float = 0.01) -> bool:
@@ -122,9 +157,7 @@ def auto_palette(seed: int = 0, k: int = PALETTE_SIZE) -> Palette:
     lab = np.stack([rng.multivariate_normal(gmm["means"][c], gmm["covariances"][c]) for c in comps])
     lab[:, 0] = np.clip(lab[:, 0], 20.0, 90.0)
     lab = lab[np.argsort(lab[:, 0])].astype(np.float32)
-    rgb = cv2.cvtColor(lab.reshape(1, -1, 3), cv2.COLOR_Lab2RGB).reshape(-1, 3)
-    rgb = np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
-    return Palette(rgb, np.full(len(rgb), 1.0 / len(rgb), np.float32))
+    return palette_from_lab(lab, np.ones(len(lab)))
 
 
 @functools.lru_cache(maxsize=1)
@@ -133,40 +166,67 @@ def _palette_gmm() -> dict[str, np.ndarray]:
     return {k: np.asarray(data[k], np.float64) for k in ("weights", "means", "covariances")}
 
 
-def palette_from_video(path: str | Path, k: int = PALETTE_SIZE, seed: int = 0, samples: int = 8) -> Palette:
-    """K-means palette of ``samples`` frames spread over a video (or frame directory)."""
-    from chromaflow.io.source import open_source  # local import: io depends on nothing here
+def sample_frames(video, samples: int = 8, width: int = 96) -> list[np.ndarray]:
+    """``samples`` frames spread evenly over a video, ``width`` pixels wide, RGB ``uint8``.
 
-    with open_source(path) as src:
+    Args:
+        video: a path (video file or frame directory) or an open
+            :class:`~chromaflow.io.source.FrameSource` (read once more, from the start).
+    """
+    from chromaflow.io.source import FrameSource, open_source  # local import: io depends on nothing here
+
+    def take(src: FrameSource) -> list[np.ndarray]:
         n = src.info.n_frames
         wanted = {round(i * (n - 1) / max(samples - 1, 1)) for i in range(min(samples, n))}
-        thumbs = [
-            cv2.resize(f.rgb, (96, 96 * f.rgb.shape[0] // f.rgb.shape[1] or 1), interpolation=cv2.INTER_AREA)
-            for f in src
-            if f.index in wanted
-        ]
-    mosaic = np.concatenate(thumbs, axis=0)
+        out = []
+        for f in src:
+            if f.index in wanted:
+                h, w = f.rgb.shape[:2]
+                out.append(cv2.resize(f.rgb, (width, max(1, width * h // w)), interpolation=cv2.INTER_AREA))
+            if len(out) == len(wanted):
+                break
+        return out
+
+    if isinstance(video, FrameSource):
+        return take(video)
+    with open_source(video) as src:
+        return take(src)
+
+
+def palette_from_video(path: str | Path, k: int = PALETTE_SIZE, seed: int = 0, samples: int = 8) -> Palette:
+    """K-means palette of ``samples`` frames spread over a video (or frame directory)."""
+    mosaic = np.concatenate(sample_frames(path, samples), axis=0)
     if is_grayscale_image(mosaic):
         raise InputError(f"{path} is grayscale: it has no colors to take")
     return palette_from_image(mosaic, k, seed)
 
 
-def parse_palette_spec(spec: str, seed: int = 0) -> Palette:
+def parse_palette_spec(spec: str, seed: int = 0, video=None) -> Palette:
     """Turn ``--palette SPEC`` into a :class:`Palette`.
 
     SPEC is a list of hex colours, ``auto`` (sampled from the shipped colour
-    mixture, reproducible by ``seed``), or the path to an image or video
-    (k-means of its colours).
+    mixture, reproducible by ``seed``), ``tags`` (what the classifier sees in
+    ``video``, through the shipped tag lexicon: :func:`~chromaflow.guidance.tags.tag_palette`),
+    or the path to an image or video (k-means of its colours).  ``video`` is
+    a path or an open :class:`~chromaflow.io.source.FrameSource`.
 
     Raises:
-        InputError: invalid colours, too many colours, unreadable or gray image.
-        NotAvailableError: ``tags`` (it arrives with the classifier lexicon).
+        InputError: invalid colours, too many colours, unreadable or gray
+            image, ``tags`` without a video.
     """
     spec = spec.strip()
     if spec == "auto":
         return auto_palette(seed)
     if spec == "tags":
-        raise NotAvailableError("--palette tags is not available yet: give hex colors, auto, or an image path")
+        if video is None:
+            raise InputError("--palette tags reads the video's content: give the video too")
+        from chromaflow.guidance.tags import tag_palette  # local import: it loads the classifier
+
+        tagged = tag_palette(sample_frames(video, width=320), seed=seed)
+        logging.getLogger("chromaflow").info(
+            "content tags: %s", ", ".join(f"{name} ({p:.2f})" for name, p in tagged.tags)
+        )
+        return tagged.palette
     path = Path(spec)
     if path.exists() and (path.is_dir() or path.suffix.lower() in VIDEO_EXTENSIONS):
         return palette_from_video(path, seed=seed)

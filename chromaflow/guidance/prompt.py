@@ -215,6 +215,25 @@ def parse_prompt(text: str) -> ParsedPrompt:
     return ParsedPrompt(text, tuple(phrases), tuple(dict.fromkeys(style)), tuple(unknown), conflicts)
 
 
+def prompt_problems(prompt: ParsedPrompt) -> list[str]:
+    """What a user should hear about a parsed prompt, one message each (empty: none).
+
+    Unknown colour words, objects given contradictory colours (the first is
+    used), and a prompt naming no colour (it then steers the model only
+    through its text embedding).
+    """
+    out = []
+    if prompt.unknown_colors:
+        out.append(f"unknown colour words in the prompt, ignored: {', '.join(prompt.unknown_colors)}")
+    for obj, names in prompt.conflicts.items():
+        out.append(f"'{obj}' is given several colours ({', '.join(names)}); using {names[0]}")
+    if not prompt.phrases:
+        out.append("the prompt names no known colour: it only steers the model through its text embedding")
+    elif not prompt.objects:
+        out.append("the prompt's colours name no object: they steer the model through its text embedding only")
+    return out
+
+
 def _match_color(words: list[str], j: int) -> tuple[str, np.ndarray | None, int]:
     """Longest colour name starting at word ``j`` (multi-word names first, ``-ish`` forms too)."""
     if j >= len(words):

@@ -10,15 +10,21 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from chromaflow.colorizers.base import Colorizer
 from chromaflow.colorizers.chroma_model import ChromaModel, ModelColorizer, ModelOptions
 from chromaflow.errors import InputError
 from chromaflow.guidance.conditions import Conditions
+from chromaflow.guidance.grounding import Grounding
 from chromaflow.guidance.palette import parse_palette_spec
+from chromaflow.guidance.prompt import parse_prompt, prompt_problems
 from chromaflow.guidance.references import load_reference
+from chromaflow.io.inspection import GroundingWriter
 from chromaflow.io.sink import check_output_path, open_sink
 from chromaflow.io.source import FrameSource, open_source
 from chromaflow.pipeline.engine import EngineOptions, TemporalEngine
@@ -26,6 +32,9 @@ from chromaflow.pipeline.options import FILLS, ColorizeOptions
 from chromaflow.progress import track
 
 log = logging.getLogger("chromaflow")
+
+#: ``(frame_index, gray (h, w) uint8, Grounding) -> None``
+GroundingCallback = Callable[[int, np.ndarray, Grounding], None]
 
 
 @dataclass(frozen=True)
@@ -49,10 +58,15 @@ def build_conditions(options: ColorizeOptions, source: FrameSource) -> Condition
         load_reference(spec.path, spec.frame, info.width, info.height, info.n_frames)
         for spec in options.references
     )
-    palette = parse_palette_spec(options.palette, seed=options.seed) if options.palette else None
+    palette = parse_palette_spec(options.palette, seed=options.seed, video=source) if options.palette else None
+    if palette is not None:
+        log.info("palette %s", ",".join(palette.hex()))
     prompt = options.prompt.strip() if options.prompt is not None else None
     if options.prompt is not None and not prompt:
         raise InputError("empty --prompt")
+    if prompt:
+        for message in prompt_problems(parse_prompt(prompt)):
+            log.warning("%s", message)
     if refs and options.fill != "model":  # with the model as fill step, palette and prompt guide the fill
         for name, given in (("--palette", palette is not None), ("--prompt", bool(prompt))):
             if given:
@@ -61,17 +75,20 @@ def build_conditions(options: ColorizeOptions, source: FrameSource) -> Condition
     return Conditions(references=refs, palette=palette, prompt=prompt, seed=options.seed)
 
 
-def select_colorizer(conditions: Conditions, model: ChromaModel | None) -> Colorizer | None:
+def select_colorizer(
+    conditions: Conditions, model: ChromaModel | None, on_grounding: GroundingCallback | None = None
+) -> Colorizer | None:
     """The colorizer that colours keyframes (``None``: the references do).
 
     Automatic, palette and prompt runs all use the embedded model; the
-    palette and the prompt steer it.
+    palette and the prompt steer it.  ``on_grounding`` receives the prompt's
+    masks as they are found (see :class:`ModelColorizer`).
     """
     if conditions.references:
         return None
     if model is None:
         raise ValueError("a model is needed without references")
-    return ModelColorizer(model)
+    return ModelColorizer(model, on_grounding=on_grounding)
 
 
 def build_engine(
@@ -80,6 +97,7 @@ def build_engine(
     flow: str = "dis",
     model: ModelOptions | None = None,
     fill: str = "levin",
+    on_grounding: GroundingCallback | None = None,
 ) -> TemporalEngine:
     """The temporal engine for these conditions: flow, fill step and keyframe colorizer.
 
@@ -92,6 +110,7 @@ def build_engine(
             RAFT checkpoint (see :func:`~chromaflow.temporal.flow.load_flow_estimator`).
         model: which model weights and sampler settings to use.
         fill: ``"levin"`` (colorization by optimization) or ``"model"``.
+        on_grounding: receives the prompt's object masks as they are found.
 
     Raises:
         InputError: unknown flow or fill spec, unreadable checkpoint or weights.
@@ -109,7 +128,7 @@ def build_engine(
         raise InputError(str(exc)) from None
     needs_model = fill == "model" or not conditions.references
     chroma_model = ChromaModel.load(model) if needs_model else None
-    colorizer = select_colorizer(conditions, chroma_model)
+    colorizer = select_colorizer(conditions, chroma_model, on_grounding)
     if fill == "model":
         assert chroma_model is not None
         fill_model = chroma_model.with_options(chroma_model.options.for_fill())
@@ -152,7 +171,13 @@ def colorize(
     out_path = check_output_path(output, options.overwrite, in_path)
     with open_source(in_path, fps=options.fps) as source:
         conditions = build_conditions(options, source)
-        engine = build_engine(conditions, options.engine, options.flow, options.model, options.fill)
+        writer = None
+        if options.save_masks is not None:
+            if not conditions.prompt or conditions.references:
+                log.warning("--save-masks writes the masks of a prompt's objects; this run grounds none")
+            else:
+                writer = GroundingWriter(options.save_masks)
+        engine = build_engine(conditions, options.engine, options.flow, options.model, options.fill, writer)
         log.info("colorizing %d frames from %s", source.info.n_frames, describe(conditions))
         audio = in_path if source.info.audio_streams else None
         names = source.info.names

@@ -360,14 +360,15 @@ class TemporalEngine:
                 ):
                     # A keyframe added where propagation failed: the colorizer colours it,
                     # and the pixels still reliably carried keep their colours.
-                    ab_t = self.colorizer.colorize(item["light"][None], [t], conditions)[0].astype(np.float32)
+                    known = None
                     if fwd is not None:
-                        keep = fwd[1] >= opts.correction_threshold
-                        ab_t = np.where(keep[..., None], fwd[0], ab_t).astype(np.float32)
+                        keep = (fwd[1] >= opts.correction_threshold).astype(np.float32)
+                        known = (fwd[0][None], keep[None])
+                    ab_t = self.colorizer.colorize(item["light"][None], [t], conditions, known)[0].astype(np.float32)
                     conf_t = np.ones(ab_t.shape[:2], np.float32)
                 else:  # derived anchor: propagated colours, corrected (with correspondence hints)
                     ref = self._reference_for(shot, conditions.references, t) if conditions.references else None
-                    ab_t, conf_t = self._derive_anchor(item, fwd, ref)
+                    ab_t, conf_t = self._derive_anchor(item, fwd, ref, conditions)
                 if len(pending):
                     yield from self._flush(pending, (ab_t, conf_t), item, last_anchor, t)
                     pending.clear()
@@ -441,15 +442,18 @@ class TemporalEngine:
         return recolor_track(track, out, replaced, self.options.fill_confidence), out
 
     def _derive_anchor(
-        self, item: dict, fwd: tuple[np.ndarray, np.ndarray] | None, ref: Reference | None
+        self, item: dict, fwd: tuple[np.ndarray, np.ndarray] | None, ref: Reference | None, conditions: Conditions
     ) -> tuple[np.ndarray, np.ndarray]:
         if fwd is None:
             assert ref is not None
             return self._correspondence_colors(item["work"], ref)
         ab, conf = fwd
         extra = None
-        if ref is not None and self.options.correct and (conf < self.options.correction_threshold).mean() >= self.options.min_correction_fraction:
-            extra = self._correspondence(item["work"], ref)
+        if self.options.correct and (conf < self.options.correction_threshold).mean() >= self.options.min_correction_fraction:
+            if ref is not None:
+                extra = self._correspondence(item["work"], ref)
+            elif self.colorizer is not None:  # e.g. a prompt's objects that came into view
+                extra = self.colorizer.hints(item["light"], int(item["index"]), conditions)
         out, replaced = self._correct(item["light"], ab, conf, extra)
         if replaced is None:
             return ab, conf

@@ -38,6 +38,8 @@ class ColorizeOptions:
         fill: the engine's fill step for anchors and corrections: ``"levin"``
             (default: measured better and faster than the model, see the model
             card) or ``"model"``.
+        save_masks: folder for the prompt's object masks and hints per grounded
+            frame (see :mod:`chromaflow.io.inspection`), or ``None``.
         progress: show a progress bar (only when stderr is a terminal).
     """
 
@@ -52,4 +54,5 @@ class ColorizeOptions:
     flow: str = "dis"
     model: ModelOptions = field(default_factory=ModelOptions)
     fill: str = "levin"
+    save_masks: Path | None = None
     progress: bool = True
