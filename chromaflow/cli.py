@@ -211,7 +211,10 @@ def _print_metrics(result: dict) -> None:
 def bench(
     clips_dir: Annotated[Path, typer.Argument(help="Directory of color clips (videos or frame directories).")],
     modes: Annotated[
-        Optional[list[str]], typer.Option("--modes", help="Comma-separated: auto, exemplar, palette, exemplar-warp, exemplar-forward, exemplar-modelfill (gray always runs).")
+        Optional[list[str]], typer.Option("--modes", help="Comma-separated: auto, exemplar, palette, prompt, exemplar-warp, exemplar-forward, exemplar-modelfill (gray always runs).")
+    ] = None,
+    prompts: Annotated[
+        Optional[Path], typer.Option(help="Prompts file (TOML, see benchmarks/prompts.toml): the prompt mode's prompts and the boxes where adherence is measured.")
     ] = None,
     out: Annotated[Path, typer.Option("--out", help="Where bench.md, bench.json and sheets/ go.")] = Path("bench_out"),
     max_frames: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N frames of each clip.")] = None,
@@ -236,6 +239,7 @@ def bench(
         clips=tuple(clip or ()),
         jobs=jobs,
         model=ModelOptions(weights=str(model) if model else None),
+        prompts=prompts,
     )
     run_bench(clips_dir, out, options)
     typer.echo((out / "bench.md").read_text())

@@ -420,3 +420,41 @@ def test_bench_job_that_dies_does_not_hang() -> None:
     assert not t.is_alive(), "run_isolated hangs when the job process dies"
     status, message = result[0]
     assert status == "error" and "7" in message
+
+
+def _prompts_file(path: Path, boxes: str) -> Path:
+    path.write_text('[syn]\nprompt = "a red square, a blue disc"\nboxes = [\n' + boxes + "\n]\n")
+    return path
+
+
+def test_bench_prompt_adherence(bench_clips: Path, tmp_path: Path) -> None:
+    from conftest import H, W, square_box
+
+    x0, y0, x1, y1 = square_box(4)
+    box = [round((x0 + 3) / W, 3), round((y0 + 3) / H, 3), round((x1 - 3) / W, 3), round((y1 - 3) / H, 3)]
+    prompts = _prompts_file(tmp_path / "p.toml", f'{{ frame = 4, object = "square", box = {box} }},')
+    out = tmp_path / "bench_out"
+    r = invoke("bench", bench_clips, "--modes", "exemplar", "--prompts", prompts, "--out", out, "--max-frames", "6")
+    assert r.exit_code == 0, r.output
+    report = json.loads((out / "bench.json").read_text())
+    adh = report["adherence"]
+    assert adh["gray"]["boxes"] == adh["exemplar"]["boxes"] == 1
+    # the exemplar carries the red of the square: closer to the truth and to "red" than gray output
+    assert adh["exemplar"]["to_gt"] < adh["gray"]["to_gt"] - 10
+    assert adh["exemplar"]["to_named"] < adh["gray"]["to_named"]
+    assert adh["gray"]["gt_to_named"] == pytest.approx(adh["exemplar"]["gt_to_named"])
+    assert "## Prompt adherence" in (out / "bench.md").read_text()
+
+
+def test_bench_prompt_errors(bench_clips: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    r = invoke("bench", bench_clips, "--modes", "prompt", "--out", out)
+    assert_one_line_error(r, "--prompts")
+    bad = _prompts_file(tmp_path / "bad.toml", '{ frame = 4, object = "car", box = [0.1, 0.1, 0.2, 0.2] },')
+    r = invoke("bench", bench_clips, "--modes", "prompt", "--prompts", bad, "--out", out)
+    assert_one_line_error(r, "'car'")
+    bad = _prompts_file(tmp_path / "bad2.toml", '{ frame = 4, object = "square", box = [0.5, 0.1, 0.2, 0.2] },')
+    r = invoke("bench", bench_clips, "--modes", "prompt", "--prompts", bad, "--out", out)
+    assert_one_line_error(r, "box")
+    r = invoke("bench", bench_clips, "--modes", "prompt", "--prompts", tmp_path / "none.toml", "--out", out)
+    assert_one_line_error(r, "not found")

@@ -9,6 +9,7 @@ import pytest
 from conftest import make_clip_frames
 
 from chromaflow.color.lab import rgb_to_gray, rgb_to_lab
+from chromaflow.colorizers.base import Colorizer
 from chromaflow.colorizers.chroma_model import ModelOptions
 from chromaflow.guidance.conditions import Conditions, Reference
 from chromaflow.guidance.palette import parse_hex_list
@@ -165,10 +166,57 @@ def test_colorizer_colours_only_the_first_keyframe_when_deriving(clip, tiny_mode
         engine = build_engine(cond, EngineOptions(derive_keyframes=derive, max_gap=4), model=model)
         calls = []
         original = engine.colorizer.colorize
-        engine.colorizer.colorize = lambda light, idx, c, _o=original, _calls=calls: (_calls.extend(idx), _o(light, idx, c))[1]
+        engine.colorizer.colorize = lambda light, idx, c, *a, _o=original, _calls=calls: (_calls.extend(idx), _o(light, idx, c, *a))[1]
         out = list(engine.run(ArraySource([_gray3(f) for f in clip]), cond))
         assert len(out) == len(clip)
         coloured[derive] = sorted(set(calls) - set(engine.added_keyframes))
         keyframes = engine.analyse(ArraySource([_gray3(f) for f in clip]), cond).shots[0].keyframes
     assert coloured[True] == [0]
     assert coloured[False] == keyframes and len(keyframes) > 2
+
+
+class _GrayWithRedHints(Colorizer):
+    """Colours keyframes gray; its hints (as a prompt's objects would) ask for red everywhere."""
+
+    name = "stub"
+
+    def __init__(self, hints_on: bool) -> None:
+        self.hints_on = hints_on
+        self.hinted: list[int] = []
+        self.known: list = []
+
+    def colorize(self, lightness, frame_indices, conditions, known=None):
+        self.known.append(known)
+        return np.zeros(lightness.shape + (2,), np.float32)
+
+    def hints(self, lightness, frame_index, conditions):
+        self.hinted.append(frame_index)
+        if not self.hints_on:
+            return None
+        ab = np.zeros(lightness.shape + (2,), np.float32)
+        ab[...] = (60.0, 40.0)
+        return ab, np.full(lightness.shape, 0.9, np.float32)
+
+
+def test_derived_keyframes_take_the_colorizers_hints(clip):
+    """The disc appears halfway; the derived keyframes colour it from the colorizer's
+    hints (as a prompt's object colours would), not only from its gray neighbours."""
+    from chromaflow.fill.levin import LevinFill
+    from chromaflow.pipeline.engine import TemporalEngine
+    from chromaflow.temporal.flow import load_flow_estimator
+
+    frames = [f.copy() for f in make_clip_frames(12)]
+    background = make_clip_frames(12)[0][40:60, 60:96].copy()
+    for f in frames[:6]:
+        f[40:60, 60:96] = background  # no disc yet (the square never goes there)
+    cond = Conditions(prompt="a red disc")
+    a_in_disc = {}
+    for hints_on in (False, True):
+        stub = _GrayWithRedHints(hints_on)
+        engine = TemporalEngine(LevinFill(), load_flow_estimator("dis"), stub, EngineOptions(max_gap=4))
+        out = list(engine.run(ArraySource([_gray3(f) for f in frames]), cond))
+        assert len(out) == len(frames)
+        assert stub.hinted and min(stub.hinted) > 0  # asked only for derived keyframes
+        cx, cy = 78 - 2 * 9, 50
+        a_in_disc[hints_on] = float(rgb_to_lab(out[9][1])[cy - 3 : cy + 4, cx - 3 : cx + 4, 1].mean())
+    assert a_in_disc[True] > a_in_disc[False] + 10, a_in_disc

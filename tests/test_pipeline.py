@@ -28,7 +28,7 @@ import chromaflow
 from chromaflow import ColorizeOptions, ReferenceSpec
 from chromaflow.color import rgb_to_lab
 from chromaflow.colorizers.chroma_model import ModelOptions
-from chromaflow.errors import InputError, NotAvailableError
+from chromaflow.errors import InputError
 from chromaflow.samplers.ddim import SamplerOptions
 
 SHORT = 4  # frames of the short inputs
@@ -194,6 +194,26 @@ def test_automatic_and_prompt_runs_use_the_model(clips, tmp_path: Path, tiny_mod
     assert any(not np.array_equal(a, b) for a, b in zip(outs["auto"], outs["prompt"]))
     with pytest.raises(InputError, match="unknown fill"):
         chromaflow.colorize(clips.gray_frame_dir, tmp_path / "x", ColorizeOptions(model=model, fill="magic"))
+
+
+def test_prompt_masks_are_saved_and_prompt_problems_reported(clips, tmp_path: Path, tiny_model: Path, caplog) -> None:
+    model = ModelOptions(weights=str(tiny_model), sampler=SamplerOptions(steps=2))
+    masks = tmp_path / "masks"
+    opts = ColorizeOptions(model=model, progress=False, prompt="a light blue sky, a foo-colored wall", save_masks=masks)
+    with caplog.at_level(logging.WARNING, logger="chromaflow"):
+        chromaflow.colorize(clips.gray_frame_dir, tmp_path / "out", opts)
+    assert "unknown colour words in the prompt, ignored: foo-colored" in caplog.text
+    rows = (masks / "grounding.tsv").read_text().splitlines()[1:]
+    frames = sorted({int(r.split("\t")[0]) for r in rows})
+    assert frames and frames[0] == 0 and all(r.split("\t")[1] == "sky" for r in rows)
+    for f in frames:
+        assert (masks / f"frame_{f:06d}_hints.png").exists() and (masks / f"frame_{f:06d}_mask_1_sky.png").exists()
+    # without a prompt there is nothing to save: a warning, no folder
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="chromaflow"):
+        chromaflow.colorize(clips.gray_frame_dir, tmp_path / "out2",
+                            ColorizeOptions(model=model, progress=False, save_masks=tmp_path / "none"))
+    assert "--save-masks" in caplog.text and not (tmp_path / "none").exists()
 
 
 def test_gray_reference_rejected(clips, tmp_path: Path) -> None:

@@ -55,3 +55,8 @@ def test_prompt_without_colour_and_empty_prompt():
     assert parse_prompt("a man walking his dog").phrases == ()
     with pytest.raises(InputError):
         parse_prompt("   ")
+
+
+def test_two_word_css_names():
+    assert _pairs("yellow green grass and a blue violet scarf") == [("yellow green", "grass"), ("blue violet", "scarf")]
+    assert tuple(parse_prompt("yellow green grass").phrases[0].rgb) == (0x9A, 0xCD, 0x32)

@@ -6,6 +6,7 @@ Every mode colorizes the clip's grayscale version (OpenCV RGB2GRAY):
 * ``auto``: no guidance at all.
 * ``exemplar``: the ground-truth first frame as ``--reference --reference-frame 0``.
 * ``palette``: the 5-colour palette (k-means in Lab) of the ground-truth first frame.
+* ``prompt``: the clip's prompt from a prompts file (:mod:`chromaflow.bench.prompts`).
 
 Ablations of the temporal engine, with the ``exemplar`` conditions:
 
@@ -23,7 +24,7 @@ from chromaflow.guidance.conditions import Conditions, Reference
 from chromaflow.guidance.palette import palette_from_image
 from chromaflow.pipeline.engine import EngineOptions
 
-MODES = ("gray", "auto", "exemplar", "palette", "exemplar-warp", "exemplar-forward", "exemplar-modelfill")
+MODES = ("gray", "auto", "exemplar", "palette", "prompt", "exemplar-warp", "exemplar-forward", "exemplar-modelfill")
 
 #: Engine options of each ablation mode (other modes use the defaults).
 ABLATIONS = {
@@ -44,8 +45,12 @@ def fill_for_mode(mode: str) -> str:
     return FILL_OF_MODE.get(mode, "levin")
 
 
-def conditions_for_mode(mode: str, first_gt_frame: np.ndarray, seed: int = 0) -> Conditions:
-    """Conditions of a benchmark mode, built from the clip's first ground-truth frame."""
+def conditions_for_mode(mode: str, first_gt_frame: np.ndarray, seed: int = 0, prompt: str | None = None) -> Conditions:
+    """Conditions of a benchmark mode, built from the clip's first ground-truth frame (and its prompt)."""
+    if mode == "prompt":
+        if not prompt:
+            raise ValueError("the prompt mode needs the clip's prompt")
+        return Conditions(prompt=prompt, seed=seed)
     if mode.startswith("exemplar"):
         return Conditions(references=(Reference(first_gt_frame, frame=0),), seed=seed)
     if mode == "palette":

@@ -29,6 +29,7 @@ import numpy as np
 
 from chromaflow.bench.evaluate import list_clips
 from chromaflow.bench.modes import MODES, conditions_for_mode, engine_options_for_mode, fill_for_mode
+from chromaflow.bench.prompts import box_adherence, load_prompts
 from chromaflow.color.lab import rgb_to_gray
 from chromaflow.colorizers.chroma_model import ModelOptions
 from chromaflow.errors import ChromaflowError, InputError
@@ -56,6 +57,9 @@ class BenchOptions:
         jobs: jobs run at once (each in its own process); seconds per frame
             are then measured under that much contention.
         model: model options (weights, sampler) for the modes that use it.
+        prompts: a prompts file (:mod:`chromaflow.bench.prompts`): the
+            ``prompt`` mode's prompts, and boxes where every mode's prompt
+            adherence is measured; ``None``: no prompt mode, no adherence.
     """
 
     modes: tuple[str, ...] = ("auto", "exemplar", "palette")
@@ -66,6 +70,7 @@ class BenchOptions:
     clips: tuple[str, ...] = field(default_factory=tuple)
     jobs: int = 1
     model: ModelOptions = field(default_factory=ModelOptions)
+    prompts: Path | None = None
 
 
 class GrayInput(FrameSource):
@@ -98,7 +103,12 @@ def run_job(clip: Path, mode: str, options: BenchOptions) -> dict[str, Any]:
         n = source.info.n_frames
         sheet_idx = _sheet_indices(n)
         first_gt = next(iter(gt_source)).rgb
-        conditions = conditions_for_mode(mode, first_gt, options.seed)
+        spec = load_prompts(options.prompts).get(clip.stem) if options.prompts is not None else None
+        conditions = conditions_for_mode(mode, first_gt, options.seed, spec.prompt if spec else None)
+        boxes_at: dict[int, list] = {}
+        for box in spec.boxes if spec else ():
+            boxes_at.setdefault(box.frame, []).append(box)
+        adherence: list[dict] = []
         metrics = VideoMetrics(lpips=lpips_net, flow_max_side=options.flow_max_side)
         samples: dict[int, dict[str, np.ndarray]] = {}
         colorize_seconds = 0.0
@@ -123,6 +133,8 @@ def run_job(clip: Path, mode: str, options: BenchOptions) -> dict[str, Any]:
             if gt.index != frame.index:
                 raise RuntimeError(f"frame order broken: got {frame.index}, expected {gt.index}")
             metrics.update(rgb, gt.rgb)
+            for box in boxes_at.get(frame.index, ()):
+                adherence.append(box_adherence(rgb, gt.rgb, box, spec.named[box.object]))
             if frame.index in sheet_idx:
                 samples[frame.index] = {"gray": _thumb(frame.rgb), "result": _thumb(rgb), "gt": _thumb(gt.rgb)}
             count += 1
@@ -140,6 +152,7 @@ def run_job(clip: Path, mode: str, options: BenchOptions) -> dict[str, Any]:
         "peak_memory_mb": peak_mb,
         "video": result["video"],
         "per_frame": result["per_frame"],
+        "adherence": adherence,
         "samples": samples,
     }
 
@@ -194,11 +207,18 @@ def run_bench(clips_dir: str | Path, out_dir: str | Path, options: BenchOptions)
         if mode not in MODES:
             raise InputError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
     modes = ["gray"] + [m for m in options.modes if m != "gray"]
+    prompted: set[str] = set()
+    if options.prompts is not None:
+        prompted = set(load_prompts(options.prompts))
+    elif "prompt" in modes:
+        raise InputError("the prompt mode needs a prompts file: --prompts FILE (see benchmarks/prompts.toml)")
     (out_dir / "sheets").mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"options": _options_dict(options), "clips": {}, "unavailable": {}, "errors": {}}
     from chromaflow.progress import track
 
-    jobs = [(c, m) for c in clips for m in modes]
+    jobs = [(c, m) for c in clips for m in modes if m != "prompt" or c.stem in prompted]
+    if "prompt" in modes and not any(m == "prompt" for _, m in jobs):
+        raise InputError(f"no clip of {clips_dir} has a prompt in {options.prompts}")
     sheets: dict[str, dict[str, dict]] = {}
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
@@ -227,6 +247,7 @@ def run_bench(clips_dir: str | Path, out_dir: str | Path, options: BenchOptions)
 def _write_report(out_dir: Path, report: dict[str, Any]) -> None:
     report["clips"] = {k: report["clips"][k] for k in sorted(report["clips"], key=natural_key)}
     report["summary"] = summarize(report)
+    report["adherence"] = summarize_adherence(report)
     _write_atomic(out_dir / "bench.json", json.dumps(report, indent=1, default=_json_default))
     _write_atomic(out_dir / "bench.md", render_markdown(report))
 
@@ -259,6 +280,61 @@ _COLUMNS = (
 )
 
 
+def summarize_adherence(report: dict[str, Any]) -> dict[str, Any]:
+    """Per mode, prompt adherence averaged over every box of every clip that has boxes.
+
+    Also, for each mode other than ``auto``: ``closer_than_auto``, how much
+    closer to the named colours it brings the named objects than ``auto`` does,
+    ``1 - to_named(mode) / to_named(auto)`` over the boxes both measured.
+    """
+    per_mode: dict[str, list[dict]] = {}
+    for clip, per in report["clips"].items():
+        for mode, r in per.items():
+            per_mode.setdefault(mode, []).extend({**a, "clip": clip} for a in r.get("adherence", ()))
+    out: dict[str, Any] = {}
+    for mode, rows in per_mode.items():
+        if rows:
+            out[mode] = {k: float(np.mean([r[k] for r in rows])) for k in ("to_gt", "to_named", "gt_to_named")}
+            out[mode]["boxes"] = len(rows)
+    auto = {(r["clip"], r["frame"], r["object"]): r for r in per_mode.get("auto", [])}
+    for mode, rows in per_mode.items():
+        pairs = [(auto[k]["to_named"], r["to_named"]) for r in rows
+                 if mode != "auto" and (k := (r["clip"], r["frame"], r["object"])) in auto]
+        if pairs:
+            a, m = np.mean(pairs, axis=0)
+            out[mode]["closer_than_auto"] = float(1 - m / a) if a > 0 else float("nan")
+    return out
+
+
+def _adherence_markdown(report: dict[str, Any]) -> list[str]:
+    summary = report.get("adherence") or {}
+    if not summary:
+        return []
+    lines = ["", "## Prompt adherence", "",
+             "Mean CIEDE2000 inside the hand-drawn boxes (lower is closer): to the ground truth, and to the "
+             "named colour at each pixel's lightness; the ground truth's own distance to the named colour "
+             "says how well the prompt describes it. Closer than auto: 1 - to named / to named (auto).", "",
+             "| mode (boxes) | to ground truth | to named colour | ground truth to named | closer than auto |",
+             "|---|---|---|---|---|"]
+    for mode in sorted(summary, key=_mode_order):
+        m = summary[mode]
+        closer = f"{100 * m['closer_than_auto']:.0f} %" if "closer_than_auto" in m else "-"
+        lines.append(f"| {mode} ({m['boxes']}) | {m['to_gt']:.2f} | {m['to_named']:.2f} | {m['gt_to_named']:.2f} | {closer} |")
+    lines += ["", "| clip | object | frame | " + " | ".join(f"{m} to GT / to named" for m in sorted(summary, key=_mode_order)) + " |",
+              "|---|---|---|" + "---|" * len(summary)]
+    for clip, per in report["clips"].items():
+        keys = []
+        for r in per.values():
+            keys += [(a["object"], a["frame"]) for a in r.get("adherence", ()) if (a["object"], a["frame"]) not in keys]
+        for obj, frame in keys:
+            cells = []
+            for mode in sorted(summary, key=_mode_order):
+                a = next((a for a in per.get(mode, {}).get("adherence", ()) if (a["object"], a["frame"]) == (obj, frame)), None)
+                cells.append(f"{a['to_gt']:.1f} / {a['to_named']:.1f}" if a else "-")
+            lines.append(f"| {clip} | {obj} | {frame} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """The report as markdown: a summary table per mode, then one table per clip."""
     have_lpips = bool(report["options"].get("lpips"))
@@ -280,6 +356,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += ["", "Errors:"]
         for clip, per in report["errors"].items():
             lines += [f"- {clip} / {mode}: {msg.splitlines()[0]}" for mode, msg in per.items()]
+    lines += _adherence_markdown(report)
     lines += ["", "## Per clip", ""]
     for clip, per in report["clips"].items():
         first = next(iter(per.values()))

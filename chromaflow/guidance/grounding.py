@@ -429,7 +429,7 @@ class PromptGrounder:
             if total < o.min_evidence and total < o.min_ratio * chance:
                 continue
             strongest = np.maximum(strongest, p_c)
-            cam = class_activation_map(head, fc, p_c / total) * min(1.0, total / o.min_evidence)
+            cam = class_activation_map(head, fc, p_c / max(total, 1e-12)) * min(1.0, total / max(o.min_evidence, 1e-12))
             ys, xs = slice(y0 // 8, max(y0 // 8 + 1, y1 // 8)), slice(x0 // 8, max(x0 // 8 + 1, x1 // 8))
             h, w = canvas[ys, xs].shape
             canvas[ys, xs] = np.maximum(canvas[ys, xs], cv2.resize(cam, (w, h), interpolation=cv2.INTER_LINEAR))

@@ -243,6 +243,8 @@ def _match_color(words: list[str], j: int) -> tuple[str, np.ndarray | None, int]
         if words[j : j + n] == parts:
             return " ".join(parts), color_of(" ".join(parts)), j + n
     w = words[j]
+    if j + 1 < len(words) and w + words[j + 1] in VOCABULARY:  # "yellow green" = CSS yellowgreen
+        return f"{w} {words[j + 1]}", color_of(w + words[j + 1]), j + 2
     rgb = color_of(w)
     if rgb is not None:
         return w, rgb, j + 1

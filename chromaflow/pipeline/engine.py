@@ -448,12 +448,18 @@ class TemporalEngine:
             assert ref is not None
             return self._correspondence_colors(item["work"], ref)
         ab, conf = fwd
+        opts = self.options
         extra = None
-        if self.options.correct and (conf < self.options.correction_threshold).mean() >= self.options.min_correction_fraction:
-            if ref is not None:
-                extra = self._correspondence(item["work"], ref)
-            elif self.colorizer is not None:  # e.g. a prompt's objects that came into view
-                extra = self.colorizer.hints(item["light"], int(item["index"]), conditions)
+        if ref is None and self.colorizer is not None and opts.correct:
+            # What the colorizer asks for here (a prompt's objects, wherever they are
+            # now): its hints win over carried colours, and pixels the fill coloured
+            # from their neighbours since the last anchor are re-coloured with them.
+            extra = self.colorizer.hints(item["light"], int(item["index"]), conditions)
+            if extra is not None:
+                reopen = (conf <= opts.fill_confidence + 1e-6) | (extra[1] >= opts.correction_threshold)
+                conf = np.where(reopen, 0.0, conf).astype(np.float32)
+        elif ref is not None and opts.correct and (conf < opts.correction_threshold).mean() >= opts.min_correction_fraction:
+            extra = self._correspondence(item["work"], ref)
         out, replaced = self._correct(item["light"], ab, conf, extra)
         if replaced is None:
             return ab, conf
