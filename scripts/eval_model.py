@@ -4,8 +4,9 @@ Gray in, original as ground truth.  For each model (each network alone, and
 with ``--shipped`` the shipped default: the diffusion sample blended with the
 regression baseline, with the saturation gain) and each condition:
 (a) automatic, (b) the ground truth's 5-colour palette, (c) 1 % random
-ground-truth pixels as hints, (d) a caption naming the true colours; plus the
-gray baseline (output = input).  Metrics: PSNR, SSIM, colourfulness, and
+ground-truth pixels as hints, (d) a caption naming the true colours, and
+``tags``: the palette of the gray image's content tags (``--palette tags``,
+no ground truth used); plus the gray baseline (output = input).  Metrics: PSNR, SSIM, colourfulness, and
 LPIPS-Alex with ``--lpips``.  Writes a Markdown table and a JSON file.
 
 Example::
@@ -30,13 +31,14 @@ import numpy as np
 from chromaflow.color.lab import compose_rgb, gray_to_lightness, rgb_to_gray, rgb_to_lab
 from chromaflow.colorizers.chroma_model import ChromaModel, Guidance, ModelOptions
 from chromaflow.guidance.palette import palette_from_image
+from chromaflow.guidance.tags import tag_palette
 from chromaflow.metrics.image import colorfulness, psnr, ssim
 from chromaflow.models.text import shared_text_encoder
 from chromaflow.models.weights import load_model
 from chromaflow.samplers.ddim import SamplerOptions
 from chromaflow.training.cache import caption_for, list_photos, read_rgb, split_photos, subject_of
 
-CONDITIONS = ("auto", "palette", "hints", "caption")
+CONDITIONS = ("auto", "palette", "hints", "caption", "tags")
 NATURAL_CLIPS_EXCLUDE = ("bigbuckbunny",)
 
 
@@ -62,6 +64,7 @@ def hint_map(rgb: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.n
 
 def evaluate(items, models, args, lpips) -> dict:
     text = shared_text_encoder()
+    encoder = next(iter(models.values())).encoder
     rows: dict[tuple[str, str], list[dict]] = defaultdict(list)
     times: dict[str, list[float]] = defaultdict(list)
     for k, (name, rgb) in enumerate(items):
@@ -72,13 +75,16 @@ def evaluate(items, models, args, lpips) -> dict:
         caption = caption_for(subject, pal.lab, pal.weights)
         emb = text.encode([caption])[0]
         hint_ab, hint_conf = hint_map(rgb, 0.01, seed=k)
+        tags = tag_palette([gray], seed=args.seed, encoder=encoder).palette if "tags" in args.conditions else None
         out = {"gray": np.repeat(gray[..., None], 3, axis=2)}
         for mname, model in models.items():
-            for cond in CONDITIONS:
+            for cond in args.conditions:
                 g = Guidance(seed=args.seed)
                 kw = {}
                 if cond == "palette":
                     g = Guidance(palette_lab=pal.lab, seed=args.seed)
+                elif cond == "tags":
+                    g = Guidance(palette_lab=tags.lab, seed=args.seed)
                 elif cond == "caption":
                     g = Guidance(text=emb, seed=args.seed)
                 elif cond == "hints":
@@ -131,8 +137,12 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--lpips", action="store_true")
+    ap.add_argument("--conditions", default=",".join(CONDITIONS), help="comma-separated subset of " + ", ".join(CONDITIONS))
     ap.add_argument("--out", type=Path, required=True, help="output prefix (.md and .json are added)")
     args = ap.parse_args()
+    args.conditions = [c for c in args.conditions.split(",") if c]
+    if not set(args.conditions) <= set(CONDITIONS):
+        ap.error(f"unknown condition in {args.conditions}")
 
     sampler = SamplerOptions(steps=args.steps, temperature=args.temperature)
     raw = ModelOptions(sampler=sampler, saturation=1.0, blend=0.0)  # each network alone, no gain
@@ -158,7 +168,7 @@ def main() -> None:
         results[set_name] = evaluate(items, models, args, lpips)
         counts[set_name] = len(items)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    settings = {"steps": args.steps, "temperature": args.temperature, "seed": args.seed}
+    settings = {"steps": args.steps, "temperature": args.temperature, "seed": args.seed, "conditions": args.conditions}
     Path(f"{args.out}.json").write_text(json.dumps({"settings": settings, "counts": counts, "results": results},
                                                    indent=1))
     md = markdown(results, counts)

@@ -106,10 +106,17 @@ def test_sky_mask():
 
 
 def test_square_windows():
-    assert square_windows(100, 100) == [(0, 100, 0, 100)]
-    wins = square_windows(90, 160)
+    assert square_windows(100, 100, scales=(1.0,)) == [(0, 100, 0, 100)]
+    wins = square_windows(90, 160, scales=(1.0,))
     assert wins[0] == (0, 90, 0, 160) and all(y1 - y0 == x1 - x0 == 90 for y0, y1, x0, x1 in wins[1:])
-    assert wins[-1][3] == 160 and len(wins) == 4
+    assert [w[2] for w in wins[1:]] == [0, 35, 70]  # half overlapping at most, flush with both ends
+    small = square_windows(90, 160, scales=(0.5,))[1:]
+    assert all(y1 - y0 == x1 - x0 == 45 for y0, y1, x0, x1 in small)
+    assert sorted({w[0] for w in small}) == [0, 22, 45] and len(small) == 3 * 7
+    covered = np.zeros((90, 160), bool)
+    for y0, y1, x0, x1 in small:
+        covered[y0:y1, x0:x1] = True
+    assert covered.all()
 
 
 def test_object_hints():

@@ -20,6 +20,7 @@ to each other (GCG's extended attention), in groups of ``max_group``.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,13 +35,15 @@ from chromaflow.color.upsample import guided_upsample
 from chromaflow.colorizers.base import Colorizer
 from chromaflow.errors import NotAvailableError
 from chromaflow.guidance.conditions import Conditions
-from chromaflow.guidance.grounding import Grounding, GroundingOptions, PromptGrounder
+from chromaflow.guidance.grounding import Grounding, GroundingOptions, PromptGrounder, describe_matches
 from chromaflow.guidance.prompt import ParsedPrompt, parse_prompt
 from chromaflow.models.chroma_unet import AB_SCALE, ChromaUNet
 from chromaflow.models.efficientnet import gray_input
 from chromaflow.samplers.ddim import DDIMSampler, SamplerOptions
 
 _PAD = 32
+
+log = logging.getLogger("chromaflow")
 
 
 @dataclass(frozen=True)
@@ -324,6 +327,9 @@ class ModelColorizer(Colorizer):
                 parsed = parse_prompt(conditions.prompt)
                 if not parsed.objects:
                     parsed = None
+                else:
+                    for match, line in zip(self.grounder.matches(parsed), describe_matches(self.grounder.matches(parsed))):
+                        (log.info if match.grounded else log.warning)("prompt object %s", line)
             palette = conditions.palette.lab if conditions.palette is not None else None
             self._last = (conditions, Guidance(palette_lab=palette, text=text, seed=conditions.seed), parsed)
         return self._last[1], self._last[2]
@@ -362,20 +368,50 @@ class ModelColorizer(Colorizer):
         conditions: Conditions,
         known: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> np.ndarray:
+        """Chroma of the frames; a prompt's objects are an edit of the unprompted result.
+
+        Without objects to ground (automatic, palette, or a prompt that names
+        no object) the model's guidance covers the whole frame.  With objects,
+        the frame is coloured twice: without the prompt, and with the named
+        colours as hints inside the objects' masks (and the prompt's text);
+        the second is used only around the objects.  So a named colour changes
+        its object, not the whole frame (a text embedding alone floods the
+        frame with the colours it names; the model card has the figures).  A
+        frame where none of the objects is found is coloured without the prompt.
+        """
         guidance, parsed = self._prepared(conditions)
+        if parsed is None:
+            return self._predict(lightness, guidance, known)
         t_count, h, w = lightness.shape
-        hint_ab = np.zeros((t_count, h, w, 2), np.float32)
-        hint_conf = np.zeros((t_count, h, w), np.float32)
-        if parsed is not None:
-            for i, f in enumerate(frame_indices):
-                found = self.hints(lightness[i], int(f), conditions)
-                if found is not None:
-                    hint_ab[i], hint_conf[i] = found
+        obj_ab = np.zeros((t_count, h, w, 2), np.float32)
+        obj_conf = np.zeros((t_count, h, w), np.float32)
+        for i, f in enumerate(frame_indices):
+            found = self.hints(lightness[i], int(f), conditions)
+            if found is not None:
+                obj_ab[i], obj_conf[i] = found
+        base = self._predict(lightness, replace(guidance, text=None), known)
+        if not obj_conf.any():
+            return base
         if known is not None:  # carried colours win over the prompt's
-            k_ab, k_conf = known
-            use = k_conf > 0
-            hint_ab = np.where(use[..., None], k_ab, hint_ab).astype(np.float32)
-            hint_conf = np.where(use, k_conf, hint_conf).astype(np.float32)
-        if not hint_conf.any():
+            use = known[1] > 0
+            obj_ab = np.where(use[..., None], known[0], obj_ab).astype(np.float32)
+            obj_conf = np.where(use, known[1], obj_conf).astype(np.float32)
+        edited = self._predict(lightness, guidance, (obj_ab, obj_conf))
+        region = np.stack([object_region(c > 0) for c in obj_conf])[..., None]
+        return (region * edited + (1.0 - region) * base).astype(np.float32)
+
+    def _predict(
+        self, lightness: np.ndarray, guidance: Guidance, hints: tuple[np.ndarray, np.ndarray] | None
+    ) -> np.ndarray:
+        if hints is None or not hints[1].any():
             return self.model.predict(lightness, guidance)
-        return self.model.predict(lightness, guidance, hint_ab, hint_conf)
+        return self.model.predict(lightness, guidance, hints[0], hints[1])
+
+
+def object_region(inside: np.ndarray, grow: float = 0.02) -> np.ndarray:
+    """Soft weight ``(h, w)`` in ``[0, 1]``: 1 on ``inside`` and a margin of ``grow`` times
+    the short side around it, fading to 0 over the same distance."""
+    h, w = inside.shape
+    r = max(1, round(grow * min(h, w)))
+    grown = cv2.dilate(inside.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    return np.clip(cv2.GaussianBlur(grown.astype(np.float32), (0, 0), r / 2.0) * 2.0, 0.0, 1.0)

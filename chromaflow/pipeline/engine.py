@@ -452,12 +452,10 @@ class TemporalEngine:
         extra = None
         if ref is None and self.colorizer is not None and opts.correct:
             # What the colorizer asks for here (a prompt's objects, wherever they are
-            # now): its hints win over carried colours, and pixels the fill coloured
-            # from their neighbours since the last anchor are re-coloured with them.
+            # now): where it is sure, its hints win over the carried colours.
             extra = self.colorizer.hints(item["light"], int(item["index"]), conditions)
             if extra is not None:
-                reopen = (conf <= opts.fill_confidence + 1e-6) | (extra[1] >= opts.correction_threshold)
-                conf = np.where(reopen, 0.0, conf).astype(np.float32)
+                conf = np.where(extra[1] >= opts.correction_threshold, 0.0, conf).astype(np.float32)
         elif ref is not None and opts.correct and (conf < opts.correction_threshold).mean() >= opts.min_correction_fraction:
             extra = self._correspondence(item["work"], ref)
         out, replaced = self._correct(item["light"], ab, conf, extra)
