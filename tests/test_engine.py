@@ -189,8 +189,11 @@ class _GrayWithRedHints(Colorizer):
         self.known.append(known)
         return np.zeros(lightness.shape + (2,), np.float32)
 
-    def hints(self, lightness, frame_index, conditions):
+    def hints(self, lightness, frame_index, conditions, carried=None):
         self.hinted.append(frame_index)
+        assert carried is not None and carried.anchor < frame_index  # derived anchors know where they come from
+        values, trust = carried.sample(np.ones(lightness.shape, np.float32))
+        assert values.shape == trust.shape == lightness.shape
         if not self.hints_on:
             return None
         ab = np.zeros(lightness.shape + (2,), np.float32)

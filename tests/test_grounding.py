@@ -202,3 +202,50 @@ def test_grounding_writer(grounder, tmp_path):
 
     with pytest.raises(OutputError):
         GroundingWriter(tmp_path / "file")
+
+
+class _OnceGrounder:
+    """Finds the prompt's object (left half of the frame) only in the frames listed."""
+
+    def __init__(self, frames_with_object, vocabulary_matches):
+        self.frames = set(frames_with_object)
+        self.calls = 0
+        self._matches = vocabulary_matches
+
+    def matches(self, prompt):
+        return self._matches
+
+    def ground(self, gray, prompt):
+        from chromaflow.guidance.grounding import GroundedObject, Grounding
+
+        found = self.calls in self.frames
+        self.calls += 1
+        mask = np.zeros(gray.shape, np.float32)
+        if found:
+            mask[:, : gray.shape[1] // 2] = 1.0
+        phrase = object_phrases(prompt)[0]
+        ab, conf = object_hints(mask[None], phrase.rgb[None], 0.9)
+        return Grounding((GroundedObject(phrase, self._matches[0], mask, 1.0, ()),), ab, conf)
+
+
+def test_model_colorizer_tracks_masks_between_anchors(tiny_model):
+    from chromaflow.colorizers.base import Carried
+    from chromaflow.colorizers.chroma_model import ChromaModel, ModelColorizer, ModelOptions
+    from chromaflow.guidance.conditions import Conditions
+    from chromaflow.guidance.grounding import ObjectMatch
+
+    model = ChromaModel.load(ModelOptions(weights=str(tiny_model)))
+    seen = []
+    col = ModelColorizer(model, on_grounding=lambda f, g, gr: seen.append((f, float(gr.hint_conf.mean()))))
+    col._grounder = _OnceGrounder({0}, [ObjectMatch("car", (817,), (1.0,))])
+    cond = Conditions(prompt="a red car")
+    light = np.full((24, 32), 50.0, np.float32)
+    first = col.hints(light, 0, cond)
+    assert first is not None and first[1][:, :16].min() == pytest.approx(0.9) and not first[1][:, 16:].any()
+    still = Carried(0, lambda x: (x, np.ones(light.shape, np.float32)))  # nothing moved, all reliable
+    tracked = col.hints(light, 8, cond, still)  # grounding misses the object here: the tracked mask stands
+    assert tracked is not None and np.allclose(tracked[0], first[0]) and np.allclose(tracked[1], first[1])
+    lost = Carried(8, lambda x: (x, np.zeros(light.shape, np.float32)))  # the motion cannot be trusted
+    assert col.hints(light, 16, cond, lost) is None
+    assert col.hints(light, 24, cond, Carried(3, still.sample)) is None  # no hints were made at frame 3
+    assert [f for f, _ in seen] == [0, 8, 16, 24] and seen[1][1] == pytest.approx(seen[0][1])

@@ -7,7 +7,14 @@ import pytest
 
 from chromaflow.pipeline.buffer import SpillList
 from chromaflow.temporal.keyframes import select_keyframes
-from chromaflow.temporal.propagation import carry_track, fuse, recolor_track, start_track, track_colors
+from chromaflow.temporal.propagation import (
+    carry_track,
+    carry_values,
+    fuse,
+    recolor_track,
+    start_track,
+    track_colors,
+)
 from chromaflow.temporal.reliability import fb_consistency, luminance_agreement, warp_reliability
 from chromaflow.temporal.shots import detect_cuts, frame_signature, shot_ranges
 
@@ -105,6 +112,27 @@ def test_track_samples_the_anchor_once_instead_of_blurring():
         track = carry_track(track, half, ones)
     out = track_colors(track, ab)
     assert out[:, 20, 1] == pytest.approx(np.full(h, 50.0), abs=1.0)  # at most a 1/32-px remap error
+
+
+def test_carry_values_moves_any_array_and_says_how_far_to_trust_it():
+    h, w = 16, 24
+    mask = np.zeros((h, w), np.float32)
+    mask[4:8, 6:10] = 1.0  # an object's mask at the anchor
+    track = start_track(np.zeros((h, w, 2), np.float32), np.ones((h, w), np.float32))
+    flow = np.zeros((h, w, 2), np.float32)
+    flow[..., 0] = -3.0  # everything moves 3 px right
+    rel = np.ones((h, w), np.float32)
+    rel[:, :12] = 0.4  # the left half is half trusted
+    track = carry_track(track, flow, rel)
+    replaced = np.zeros((h, w), bool)
+    replaced[:, 20:] = True
+    track = recolor_track(track, np.zeros((h, w, 2), np.float32), replaced, 0.6)
+    moved, trust = carry_values(track, mask)
+    assert moved.shape == (h, w) and moved[4:8, 9:13].min() == pytest.approx(1.0) and moved[:, :9].max() == 0.0
+    assert trust[:, 13:20] == pytest.approx(np.ones((h, 7))) and trust[:, :12] == pytest.approx(np.full((h, 12), 0.5))
+    assert trust[:, 20:].max() == 0.0  # re-coloured on the way: nothing comes from the anchor
+    two, _ = carry_values(track, np.stack([mask, 2 * mask], axis=-1))
+    assert two.shape == (h, w, 2) and two[5, 10, 1] == pytest.approx(2.0)
 
 
 def test_recolor_track_carries_the_new_colour_directly():

@@ -10,11 +10,27 @@ brings chroma back to full size along the luminance edges.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from chromaflow.guidance.conditions import Conditions
+
+
+@dataclass(frozen=True)
+class Carried:
+    """How a frame's pixels come from an earlier anchor frame, along the motion.
+
+    Attributes:
+        anchor: the anchor's frame index.
+        sample: maps an ``(h, w[, C])`` array of the anchor to ``(values,
+            reliability)`` at the current frame
+            (:func:`~chromaflow.temporal.propagation.carry_values`).
+    """
+
+    anchor: int
+    sample: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 class Colorizer(ABC):
@@ -50,7 +66,7 @@ class Colorizer(ABC):
         """
 
     def hints(
-        self, lightness: np.ndarray, frame_index: int, conditions: Conditions
+        self, lightness: np.ndarray, frame_index: int, conditions: Conditions, carried: Carried | None = None
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """Colours the conditions ask for in one frame, as hints for the engine's fill step.
 
@@ -58,6 +74,8 @@ class Colorizer(ABC):
             lightness: ``(h, w)`` ``float32`` Lab L in ``[0, 100]``.
             frame_index: the frame's position in the video.
             conditions: the run's conditions.
+            carried: how this frame's pixels come from the last anchor, so
+                what the colorizer found there can be tracked here.
 
         Returns:
             ``(ab (h, w, 2), confidence (h, w))``, or ``None`` (the default:

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from chromaflow.color.lab import lightness_to_gray
 from chromaflow.color.upsample import guided_upsample
-from chromaflow.colorizers.base import Colorizer
+from chromaflow.colorizers.base import Carried, Colorizer
 from chromaflow.errors import NotAvailableError
 from chromaflow.guidance.conditions import Conditions
 from chromaflow.guidance.grounding import Grounding, GroundingOptions, PromptGrounder, describe_matches
@@ -316,9 +316,12 @@ class ModelColorizer(Colorizer):
         self.on_grounding = on_grounding
         self._grounder: PromptGrounder | None = None
         self._last: tuple[Conditions, Guidance, ParsedPrompt | None] | None = None
+        #: the hints of the last few grounded frames, by frame index (for tracking)
+        self._recent: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def _prepared(self, conditions: Conditions) -> tuple[Guidance, ParsedPrompt | None]:
         if self._last is None or self._last[0] is not conditions:
+            self._recent.clear()
             text, parsed = None, None
             if conditions.prompt:
                 from chromaflow.models.text import shared_text_encoder
@@ -348,18 +351,38 @@ class ModelColorizer(Colorizer):
         return self._grounder
 
     def hints(
-        self, lightness: np.ndarray, frame_index: int, conditions: Conditions
+        self, lightness: np.ndarray, frame_index: int, conditions: Conditions, carried: Carried | None = None
     ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The prompt's named colours inside its objects' masks in this frame.
+
+        Masks are tracked: the hints this colorizer gave at the anchor
+        ``carried`` comes from are carried along the motion, and they stand
+        where the frame's own grounding finds nothing and the motion is
+        reliable (class activation maps flicker from frame to frame; tracked
+        masks keep an object that was found once).
+        """
         parsed = self._prepared(conditions)[1]
         if parsed is None:
             return None
         gray = np.clip(np.rint(lightness_to_gray(lightness) * 255.0), 0, 255).astype(np.uint8)
         grounding = self.grounder.ground(gray, parsed)
+        ab, conf = grounding.hint_ab, grounding.hint_conf
+        if carried is not None and carried.anchor in self._recent:
+            p_ab, p_conf = self._recent[carried.anchor]
+            t_ab, reliability = carried.sample(p_ab)
+            t_conf = carried.sample(p_conf)[0] * reliability
+            use = (conf == 0) & (t_conf >= 0.5 * self.grounding.hint_strength)
+            ab = np.where(use[..., None], t_ab, ab).astype(np.float32)
+            conf = np.where(use, t_conf, conf).astype(np.float32)
+            grounding = replace(grounding, hint_ab=ab, hint_conf=conf)
+        self._recent[frame_index] = (ab, conf)
+        while len(self._recent) > 4:
+            self._recent.pop(next(iter(self._recent)))
         if self.on_grounding is not None:
             self.on_grounding(frame_index, gray, grounding)
-        if not grounding.hint_conf.any():
+        if not conf.any():
             return None
-        return grounding.hint_ab, grounding.hint_conf
+        return ab, conf
 
     def colorize(
         self,

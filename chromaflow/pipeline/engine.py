@@ -27,6 +27,7 @@ along the luminance edges and composed with the input gray.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -36,13 +37,21 @@ import numpy as np
 
 from chromaflow.color.lab import compose_rgb, gray_to_lightness, rgb_to_gray, rgb_to_lab
 from chromaflow.color.upsample import guided_upsample
-from chromaflow.colorizers.base import Colorizer
+from chromaflow.colorizers.base import Carried, Colorizer
 from chromaflow.fill.base import ChromaFill
 from chromaflow.guidance.conditions import Conditions, Reference
 from chromaflow.io.source import Frame, FrameSource, is_probably_color
 from chromaflow.pipeline.buffer import SpillList
 from chromaflow.temporal.keyframes import select_keyframes
-from chromaflow.temporal.propagation import Track, carry_track, fuse, recolor_track, start_track, track_colors
+from chromaflow.temporal.propagation import (
+    Track,
+    carry_track,
+    carry_values,
+    fuse,
+    recolor_track,
+    start_track,
+    track_colors,
+)
 from chromaflow.temporal.reliability import step_reliability
 from chromaflow.temporal.shots import Signature, detect_cuts, frame_signature, shot_ranges
 
@@ -368,7 +377,10 @@ class TemporalEngine:
                     conf_t = np.ones(ab_t.shape[:2], np.float32)
                 else:  # derived anchor: propagated colours, corrected (with correspondence hints)
                     ref = self._reference_for(shot, conditions.references, t) if conditions.references else None
-                    ab_t, conf_t = self._derive_anchor(item, fwd, ref, conditions)
+                    carried = None
+                    if track is not None and last_anchor is not None:
+                        carried = Carried(last_anchor, functools.partial(carry_values, track))
+                    ab_t, conf_t = self._derive_anchor(item, fwd, ref, conditions, carried)
                 if len(pending):
                     yield from self._flush(pending, (ab_t, conf_t), item, last_anchor, t)
                     pending.clear()
@@ -442,7 +454,12 @@ class TemporalEngine:
         return recolor_track(track, out, replaced, self.options.fill_confidence), out
 
     def _derive_anchor(
-        self, item: dict, fwd: tuple[np.ndarray, np.ndarray] | None, ref: Reference | None, conditions: Conditions
+        self,
+        item: dict,
+        fwd: tuple[np.ndarray, np.ndarray] | None,
+        ref: Reference | None,
+        conditions: Conditions,
+        carried: Carried | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         if fwd is None:
             assert ref is not None
@@ -453,7 +470,7 @@ class TemporalEngine:
         if ref is None and self.colorizer is not None and opts.correct:
             # What the colorizer asks for here (a prompt's objects, wherever they are
             # now): where it is sure, its hints win over the carried colours.
-            extra = self.colorizer.hints(item["light"], int(item["index"]), conditions)
+            extra = self.colorizer.hints(item["light"], int(item["index"]), conditions, carried)
             if extra is not None:
                 conf = np.where(extra[1] >= opts.correction_threshold, 0.0, conf).astype(np.float32)
         elif ref is not None and opts.correct and (conf < opts.correction_threshold).mean() >= opts.min_correction_fraction:

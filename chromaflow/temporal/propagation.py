@@ -103,6 +103,29 @@ def track_colors(track: Track, anchor_ab: np.ndarray) -> np.ndarray:
     return (sampled * w + track.ab * (1.0 - w)).astype(np.float32)
 
 
+def carry_values(track: Track, anchor_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Any per-pixel array of the anchor frame carried along a track (masks, hints).
+
+    Args:
+        track: the track from the anchor to the current frame.
+        anchor_values: ``(H, W)`` or ``(H, W, C)`` float array at the anchor.
+
+    Returns:
+        ``(values, reliability)``: the anchor's values at each pixel's source
+        (bilinear), and ``(H, W)`` how far to trust them: the share that comes
+        from the anchor (0 where the pixel was re-coloured on the way) times the
+        track's confidence.
+    """
+    sampled = cv2.remap(
+        np.ascontiguousarray(anchor_values, dtype=np.float32),
+        track.coords[..., 0],
+        track.coords[..., 1],
+        interpolation=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    return sampled, (track.weight * track.confidence).astype(np.float32)
+
+
 def recolor_track(track: Track, ab: np.ndarray, replaced: np.ndarray, confidence: float) -> Track:
     """Pixels ``replaced`` (``(H, W)`` bool) now carry ``ab`` directly, with the given confidence."""
     r = replaced.astype(np.float32)
