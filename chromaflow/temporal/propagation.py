@@ -92,13 +92,7 @@ def carry_track(track: Track, flow_to_source: np.ndarray, reliability: np.ndarra
 
 def track_colors(track: Track, anchor_ab: np.ndarray) -> np.ndarray:
     """``(H, W, 2)`` chroma of a track: anchor colours sampled at ``coords``, blended with ``ab`` by ``weight``."""
-    sampled = cv2.remap(
-        np.ascontiguousarray(anchor_ab, dtype=np.float32),
-        track.coords[..., 0],
-        track.coords[..., 1],
-        interpolation=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_REPLICATE,
-    )
+    sampled = _sample_anchor(track, anchor_ab)
     w = track.weight[..., None]
     return (sampled * w + track.ab * (1.0 - w)).astype(np.float32)
 
@@ -116,14 +110,18 @@ def carry_values(track: Track, anchor_values: np.ndarray) -> tuple[np.ndarray, n
         from the anchor (0 where the pixel was re-coloured on the way) times the
         track's confidence.
     """
-    sampled = cv2.remap(
-        np.ascontiguousarray(anchor_values, dtype=np.float32),
+    return _sample_anchor(track, anchor_values), (track.weight * track.confidence).astype(np.float32)
+
+
+def _sample_anchor(track: Track, values: np.ndarray) -> np.ndarray:
+    """``values`` of the anchor frame (``(H, W[, C])``) read at each pixel's source, bilinearly."""
+    return cv2.remap(
+        np.ascontiguousarray(values, dtype=np.float32),
         track.coords[..., 0],
         track.coords[..., 1],
         interpolation=cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_REPLICATE,
     )
-    return sampled, (track.weight * track.confidence).astype(np.float32)
 
 
 def recolor_track(track: Track, ab: np.ndarray, replaced: np.ndarray, confidence: float) -> Track:
