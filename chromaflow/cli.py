@@ -111,6 +111,9 @@ def colorize(
     palette: Annotated[
         Optional[str], typer.Option(help="Hex colors '#aa3311,#2040ff,...', auto, tags, or an image or video path.")
     ] = None,
+    per_shot_palette: Annotated[
+        bool, typer.Option(help="With --palette tags: each shot gets the palette of its own content.")
+    ] = False,
     prompt: Annotated[Optional[str], typer.Option(help="Text describing the colors.")] = None,
     seed: Annotated[int, typer.Option(help="Seed: same input, options and seed give the same output.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
@@ -157,6 +160,7 @@ def colorize(
         flow=flow,
         references=_pair_references(reference or [], reference_frame or []),
         palette=palette,
+        palette_per_shot=per_shot_palette,
         prompt=prompt,
         seed=seed,
         overwrite=overwrite,

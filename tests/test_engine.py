@@ -223,3 +223,33 @@ def test_derived_keyframes_take_the_colorizers_hints(clip):
         cx, cy = 78 - 2 * 9, 50
         a_in_disc[hints_on] = float(rgb_to_lab(out[9][1])[cy - 3 : cy + 4, cx - 3 : cx + 4, 1].mean())
     assert a_in_disc[True] > a_in_disc[False] + 10, a_in_disc
+
+
+def test_palette_per_shot(clip, tiny_model):
+    """Each shot gets the palette its own frames give; the colorizer sees it for that shot only."""
+    second = [np.ascontiguousarray(255 - f[:, ::-1]) for f in clip[:6]]
+    frames = clip[:8] + second
+    red, blue = parse_hex_list("#e62828"), parse_hex_list("#1e28aa")
+    shots_seen = []
+
+    def palette_of(grays):
+        shots_seen.append(len(grays))
+        assert all(g.dtype == np.uint8 and g.ndim == 2 for g in grays)
+        return red if len(shots_seen) == 1 else blue
+
+    cond = Conditions(palette_per_shot=palette_of)
+    model = ModelOptions(weights=str(tiny_model), sampler=SamplerOptions(steps=2))
+    engine = build_engine(cond, EngineOptions(), model=model)
+    palettes = {}
+    original = engine.colorizer.colorize
+
+    def spy(light, idx, c, *a):
+        for i in idx:
+            palettes[i] = c.palette.hex()
+        return original(light, idx, c, *a)
+
+    engine.colorizer.colorize = spy
+    out = list(engine.run(ArraySource([_gray3(f) for f in frames]), cond))
+    assert len(out) == len(frames) and shots_seen == [8, 6]
+    assert palettes[0] == red.hex() and palettes[8] == blue.hex()
+    assert all(p == (red.hex() if i < 8 else blue.hex()) for i, p in palettes.items())

@@ -169,7 +169,7 @@ def test_palette_image(clips, short_dirs, tmp_path: Path) -> None:
 
 def _assert_fails(clips, tmp_path: Path, exc: type, match: str, **kw) -> None:
     out_dir = tmp_path / "o"
-    out_dir.mkdir()
+    out_dir.mkdir(parents=True)
     with pytest.raises(exc, match=match):
         chromaflow.colorize(kw.pop("input", clips.gray_video), out_dir / "out.mp4", ColorizeOptions(**kw))
     assert list_dir(out_dir) == []
@@ -254,3 +254,20 @@ def test_prompt_with_references_is_reported_unused(clips, short_dirs, tmp_path: 
     with caplog.at_level(logging.WARNING, logger="chromaflow"):
         chromaflow.colorize(short_dirs[0], tmp_path / "o", opts)
     assert "--prompt is not used together with --reference" in caplog.text
+
+
+def test_per_shot_palette_needs_tags(clips, tmp_path: Path) -> None:
+    _assert_fails(clips, tmp_path / "a", InputError, "--palette tags", palette="#ff0000", palette_per_shot=True)
+    _assert_fails(clips, tmp_path / "b", InputError, "--palette tags", palette_per_shot=True)
+
+
+def test_tags_palette_runs_whole_video_and_per_shot(clips, tmp_path: Path, tiny_model: Path, caplog) -> None:
+    model = ModelOptions(weights=str(tiny_model), sampler=SamplerOptions(steps=2))
+    with caplog.at_level(logging.INFO, logger="chromaflow"):
+        chromaflow.colorize(clips.gray_frame_dir, tmp_path / "one", ColorizeOptions(model=model, palette="tags", progress=False))
+        assert "content tags:" in caplog.text and "palette #" in caplog.text
+        caplog.clear()
+        chromaflow.colorize(clips.gray_frame_dir, tmp_path / "per_shot",
+                            ColorizeOptions(model=model, palette="tags", palette_per_shot=True, progress=False))
+    assert f"shot 1 (frames 0-{N_FRAMES - 1}): palette #" in caplog.text
+    assert len(read_frames(tmp_path / "per_shot")) == N_FRAMES

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,13 +34,18 @@ class Conditions:
         palette: a global palette, or ``None``.
         prompt: free text, or ``None``.
         seed: seed for every random choice a colorizer makes.
+        palette_per_shot: gives each shot its own palette from a few of its
+            frames (``(h, w)`` ``uint8`` gray), e.g. from their content tags;
+            ``None``: ``palette`` serves the whole video.
     """
 
     references: tuple[Reference, ...] = field(default_factory=tuple)
     palette: Palette | None = None
     prompt: str | None = None
     seed: int = 0
+    palette_per_shot: Callable[[Sequence[np.ndarray]], Palette] | None = None
 
     @property
     def is_empty(self) -> bool:
-        return not self.references and self.palette is None and not self.prompt
+        return (not self.references and self.palette is None and not self.prompt
+                and self.palette_per_shot is None)

@@ -47,6 +47,13 @@ def tag_lexicon() -> dict[int, tuple[np.ndarray, np.ndarray]]:
     }
 
 
+@lru_cache(maxsize=1)
+def _classifier() -> torch.nn.Module:
+    from chromaflow.models.efficientnet import load_efficientnet_lite0
+
+    return load_efficientnet_lite0()
+
+
 @torch.no_grad()
 def class_probabilities(frames: Sequence[np.ndarray], encoder: torch.nn.Module | None = None) -> np.ndarray:
     """Mean ImageNet class probabilities of gray versions of ``frames``.
@@ -59,9 +66,9 @@ def class_probabilities(frames: Sequence[np.ndarray], encoder: torch.nn.Module |
     Returns:
         ``(1000,)`` ``float64`` probabilities.
     """
-    from chromaflow.models.efficientnet import gray_input, load_efficientnet_lite0
+    from chromaflow.models.efficientnet import gray_input
 
-    encoder = encoder if encoder is not None else load_efficientnet_lite0()
+    encoder = encoder if encoder is not None else _classifier()
     total = np.zeros(1000)
     for f in frames:
         g = cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) if f.ndim == 3 else f

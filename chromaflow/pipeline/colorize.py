@@ -58,8 +58,13 @@ def build_conditions(options: ColorizeOptions, source: FrameSource) -> Condition
         load_reference(spec.path, spec.frame, info.width, info.height, info.n_frames)
         for spec in options.references
     )
-    palette = parse_palette_spec(options.palette, seed=options.seed, video=source) if options.palette else None
-    if palette is not None:
+    palette, per_shot = None, None
+    if options.palette_per_shot:
+        if (options.palette or "").strip() != "tags":
+            raise InputError("--per-shot-palette works with --palette tags (each shot's palette from its own content)")
+        per_shot = functools.partial(_tag_palette_of_frames, seed=options.seed)
+    elif options.palette:
+        palette = parse_palette_spec(options.palette, seed=options.seed, video=source)
         log.info("palette %s", ",".join(palette.hex()))
     prompt = options.prompt.strip() if options.prompt is not None else None
     if options.prompt is not None and not prompt:
@@ -68,11 +73,17 @@ def build_conditions(options: ColorizeOptions, source: FrameSource) -> Condition
         for message in prompt_problems(parse_prompt(prompt)):
             log.warning("%s", message)
     if refs and options.fill != "model":  # with the model as fill step, palette and prompt guide the fill
-        for name, given in (("--palette", palette is not None), ("--prompt", bool(prompt))):
+        for name, given in (("--palette", palette is not None or per_shot is not None), ("--prompt", bool(prompt))):
             if given:
                 log.warning("%s is not used together with --reference (unless --fill model): "
                             "colors come from the references", name)
-    return Conditions(references=refs, palette=palette, prompt=prompt, seed=options.seed)
+    return Conditions(references=refs, palette=palette, prompt=prompt, seed=options.seed, palette_per_shot=per_shot)
+
+
+def _tag_palette_of_frames(frames, seed: int = 0):
+    from chromaflow.guidance.tags import tag_palette
+
+    return tag_palette(frames, seed=seed).palette
 
 
 def select_colorizer(
@@ -144,6 +155,8 @@ def describe(conditions: Conditions) -> str:
     if conditions.references:
         n = len(conditions.references)
         return f"{n} reference{'s' if n > 1 else ''}, propagated along the motion"
+    if conditions.palette_per_shot is not None:
+        return "the model guided by each shot's own palette, propagated along the motion"
     if conditions.palette is not None and conditions.prompt:
         return "the model guided by the palette and the prompt, propagated along the motion"
     if conditions.palette is not None:

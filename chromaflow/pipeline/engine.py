@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -56,6 +56,9 @@ from chromaflow.temporal.reliability import step_reliability
 from chromaflow.temporal.shots import Signature, detect_cuts, frame_signature, shot_ranges
 
 log = logging.getLogger("chromaflow")
+
+#: frames of a shot its own palette is made from (``Conditions.palette_per_shot``)
+PALETTE_SAMPLES = 8
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,7 @@ class ShotPlan:
     anchors: list[int] = field(default_factory=list)
     precomputed: set[int] = field(default_factory=set)
     reference: Reference | None = None  # the reference photo that colours this shot by correspondence
+    conditions: Conditions | None = None  # the shot's own conditions (its own palette), if any
 
 
 @dataclass
@@ -206,13 +210,31 @@ class TemporalEngine:
                 need.update(shot.precomputed)
             elif not shot.precomputed:  # a keyframe is matched to a reference photo
                 need.update(shot.keyframes)
+        per_shot = conditions.palette_per_shot if not conditions.references else None
+        sample_of: dict[int, int] = {}  # frame -> shot, the frames each shot's palette is made from
+        if per_shot is not None:
+            for i, shot in enumerate(plan.shots):
+                n = min(PALETTE_SAMPLES, shot.stop - shot.start)
+                sample_of.update({int(f): i for f in np.linspace(shot.start, shot.stop - 1, n).round()})
         grays: dict[int, np.ndarray] = {}
-        if need:
+        samples: dict[int, list[np.ndarray]] = {}
+        if need or sample_of:
+            wanted = need | set(sample_of)
             for frame in self._frames(source, "keyframes"):
-                if frame.index in need:
-                    grays[frame.index] = self._work_gray(rgb_to_gray(frame.rgb))
-                    if len(grays) == len(need):
+                if frame.index in wanted:
+                    work = self._work_gray(rgb_to_gray(frame.rgb))
+                    if frame.index in need:
+                        grays[frame.index] = work
+                    if frame.index in sample_of:
+                        samples.setdefault(sample_of[frame.index], []).append(work)
+                    wanted.discard(frame.index)
+                    if not wanted:
                         break
+        if per_shot is not None:
+            for i, shot in enumerate(plan.shots):
+                shot.conditions = replace(conditions, palette=per_shot(samples[i]))
+                log.info("shot %d (frames %d-%d): palette %s", i + 1, shot.start, shot.stop - 1,
+                         ",".join(shot.conditions.palette.hex()))
         anchors: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         refs_by_frame = {r.frame: r for r in conditions.references if r.frame is not None}
         for shot in plan.shots:
@@ -228,7 +250,7 @@ class TemporalEngine:
                 assert self.colorizer is not None
                 kf = sorted(shot.precomputed)
                 light = np.stack([gray_to_lightness(grays[k]) for k in kf])
-                ab = self.colorizer.colorize(light, kf, conditions)
+                ab = self.colorizer.colorize(light, kf, shot.conditions or conditions)
                 for k, a in zip(kf, ab):
                     anchors[k] = (a.astype(np.float32), np.ones(a.shape[:2], np.float32))
             self._place_anchors(shot, bool(conditions.references) or self.options.derive_keyframes)
@@ -373,14 +395,15 @@ class TemporalEngine:
                     if fwd is not None:
                         keep = (fwd[1] >= opts.correction_threshold).astype(np.float32)
                         known = (fwd[0][None], keep[None])
-                    ab_t = self.colorizer.colorize(item["light"][None], [t], conditions, known)[0].astype(np.float32)
+                    ab_t = self.colorizer.colorize(item["light"][None], [t], shot.conditions or conditions, known)
+                    ab_t = ab_t[0].astype(np.float32)
                     conf_t = np.ones(ab_t.shape[:2], np.float32)
                 else:  # derived anchor: propagated colours, corrected (with correspondence hints)
                     ref = self._reference_for(shot, conditions.references, t) if conditions.references else None
                     carried = None
                     if track is not None and last_anchor is not None:
                         carried = Carried(last_anchor, functools.partial(carry_values, track))
-                    ab_t, conf_t = self._derive_anchor(item, fwd, ref, conditions, carried)
+                    ab_t, conf_t = self._derive_anchor(item, fwd, ref, shot.conditions or conditions, carried)
                 if len(pending):
                     yield from self._flush(pending, (ab_t, conf_t), item, last_anchor, t)
                     pending.clear()

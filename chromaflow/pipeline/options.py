@@ -26,7 +26,10 @@ class ColorizeOptions:
 
     Attributes:
         references: colour references (exemplars).
-        palette: ``--palette`` spec (hex colours or an image path), or ``None``.
+        palette: ``--palette`` spec (hex colours, ``auto``, ``tags``, an image or
+            video path), or ``None``.
+        palette_per_shot: with ``palette="tags"``, each shot gets the palette of
+            its own content instead of one palette for the whole video.
         prompt: text prompt, or ``None``.
         seed: seed for every random choice (same input + options + seed = same output).
         overwrite: replace an existing output.
@@ -45,6 +48,7 @@ class ColorizeOptions:
 
     references: tuple[ReferenceSpec, ...] = field(default_factory=tuple)
     palette: str | None = None
+    palette_per_shot: bool = False
     prompt: str | None = None
     seed: int = 0
     overwrite: bool = False
