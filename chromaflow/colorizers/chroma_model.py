@@ -318,6 +318,7 @@ class ModelColorizer(Colorizer):
         self._last: tuple[Conditions, Guidance, ParsedPrompt | None] | None = None
         #: the hints of the last few grounded frames, by frame index (for tracking)
         self._recent: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._reported: str | None = None
 
     def _prepared(self, conditions: Conditions) -> tuple[Guidance, ParsedPrompt | None]:
         if self._last is None or self._last[0] is not conditions:
@@ -330,9 +331,11 @@ class ModelColorizer(Colorizer):
                 parsed = parse_prompt(conditions.prompt)
                 if not parsed.objects:
                     parsed = None
-                else:
-                    for match, line in zip(self.grounder.matches(parsed), describe_matches(self.grounder.matches(parsed))):
+                elif self._reported != conditions.prompt:  # once per run, not once per shot
+                    matches = self.grounder.matches(parsed)
+                    for match, line in zip(matches, describe_matches(matches)):
                         (log.info if match.grounded else log.warning)("prompt object %s", line)
+                    self._reported = conditions.prompt
             palette = conditions.palette.lab if conditions.palette is not None else None
             self._last = (conditions, Guidance(palette_lab=palette, text=text, seed=conditions.seed), parsed)
         return self._last[1], self._last[2]
