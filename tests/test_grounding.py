@@ -249,3 +249,28 @@ def test_model_colorizer_tracks_masks_between_anchors(tiny_model):
     assert col.hints(light, 16, cond, lost) is None
     assert col.hints(light, 24, cond, Carried(3, still.sample)) is None  # no hints were made at frame 3
     assert [f for f, _ in seen] == [0, 8, 16, 24] and seen[1][1] == pytest.approx(seen[0][1])
+
+
+def test_prompt_objects_change_only_their_surroundings(tiny_model):
+    """With carried colours known over part of the frame (a re-anchored keyframe), the prompt's
+    edit stays around its object; elsewhere the frame is what it is without the prompt."""
+    from dataclasses import replace
+
+    from chromaflow.colorizers.chroma_model import ChromaModel, ModelColorizer, ModelOptions
+    from chromaflow.guidance.conditions import Conditions
+    from chromaflow.guidance.grounding import ObjectMatch
+
+    model = ChromaModel.load(ModelOptions(weights=str(tiny_model)))
+    col = ModelColorizer(model)
+    col._grounder = _OnceGrounder({0}, [ObjectMatch("car", (817,), (1.0,))])  # the object: columns 0-31
+    rng = np.random.default_rng(0)
+    light = np.clip(rng.normal(50, 15, (1, 32, 64)), 0, 100).astype(np.float32)
+    known_conf = np.zeros((1, 32, 64), np.float32)
+    known_conf[:, ::2, 44:] = 1.0  # carried colours on every other row of the right part
+    known = (rng.normal(0, 20, (1, 32, 64, 2)).astype(np.float32), known_conf)
+    cond = Conditions(prompt="a red car", seed=3)
+    out = col.colorize(light, [0], cond, known)
+    base = model.predict(light, replace(col.guidance_for(cond), text=None), *known)
+    assert np.allclose(out[0][::2, 44:], known[0][0][::2, 44:])  # carried colours kept
+    assert np.allclose(out[0][1::2, 44:], base[0][1::2, 44:], atol=1e-4)  # between them: no prompt edit
+    assert not np.allclose(out[0][:, :32], base[0][:, :32], atol=1e-2)  # the object itself changed

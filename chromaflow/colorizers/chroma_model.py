@@ -418,12 +418,12 @@ class ModelColorizer(Colorizer):
         base = self._predict(lightness, replace(guidance, text=None), known)
         if not obj_conf.any():
             return base
+        region = np.stack([object_region(c > 0) for c in obj_conf])[..., None]  # the objects, not the known colours
         if known is not None:  # carried colours win over the prompt's
             use = known[1] > 0
             obj_ab = np.where(use[..., None], known[0], obj_ab).astype(np.float32)
             obj_conf = np.where(use, known[1], obj_conf).astype(np.float32)
         edited = self._predict(lightness, guidance, (obj_ab, obj_conf))
-        region = np.stack([object_region(c > 0) for c in obj_conf])[..., None]
         return (region * edited + (1.0 - region) * base).astype(np.float32)
 
     def _predict(
