@@ -1,7 +1,7 @@
 """Speed and memory of colorization at a given size (run on an idle machine).
 
     python scripts/speed.py ../shared/data/clips/dog.mp4 --size 854x480 [--frames 0] [--flow dis]
-        [--mode exemplar|auto] [--fill model|levin]
+        [--mode exemplar|auto] [--fill model|levin] [--prompt TEXT]
 
 Makes a gray copy of the clip at that size (and the color frame 0 as the
 reference), then, each in a fresh process so peak memory is its own:
@@ -73,7 +73,7 @@ def _keyframe(q, gray: Path) -> None:
     q.put((float(np.median(times)), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
 
 
-def _engine_only(q, gray: Path, ref: Path, flow: str, mode: str, fill: str) -> None:
+def _engine_only(q, gray: Path, ref: Path, flow: str, mode: str, fill: str, prompt: str | None) -> None:
     from chromaflow.guidance import load_reference
     from chromaflow.guidance.conditions import Conditions
     from chromaflow.io import open_source
@@ -81,7 +81,7 @@ def _engine_only(q, gray: Path, ref: Path, flow: str, mode: str, fill: str) -> N
 
     with open_source(gray) as src:
         refs = (load_reference(ref, 0, src.info.width, src.info.height, src.info.n_frames),)
-        cond = Conditions(references=refs if mode == "exemplar" else ())
+        cond = Conditions(references=refs if mode == "exemplar" else (), prompt=prompt)
         engine = build_engine(cond, flow=flow, fill=fill)
         t0 = time.perf_counter()
         n = sum(1 for _ in engine.run(src, cond))
@@ -89,11 +89,12 @@ def _engine_only(q, gray: Path, ref: Path, flow: str, mode: str, fill: str) -> N
     q.put((n, dt, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
 
 
-def _full_run(q, gray: Path, ref: Path, flow: str, mode: str, fill: str, out: Path) -> None:
+def _full_run(q, gray: Path, ref: Path, flow: str, mode: str, fill: str, prompt: str | None, out: Path) -> None:
     import chromaflow
 
     refs = (chromaflow.ReferenceSpec(ref, 0),) if mode == "exemplar" else ()
-    opts = chromaflow.ColorizeOptions(references=refs, overwrite=True, progress=False, flow=flow, fill=fill)
+    opts = chromaflow.ColorizeOptions(references=refs, overwrite=True, progress=False, flow=flow, fill=fill,
+                                      prompt=prompt)
     t0 = time.perf_counter()
     res = chromaflow.colorize(gray, out, opts)
     dt = time.perf_counter() - t0
@@ -119,6 +120,7 @@ def main() -> None:
     ap.add_argument("--mode", choices=("exemplar", "auto"), default="exemplar")
     ap.add_argument("--fill", choices=("levin", "model"), default="levin")
     ap.add_argument("--skip-keyframe", action="store_true", help="do not time a single keyframe")
+    ap.add_argument("--prompt", default=None, help="with --mode auto: a prompt (its objects are grounded)")
     args = ap.parse_args()
     size = tuple(int(v) for v in args.size.lower().split("x"))
     with tempfile.TemporaryDirectory() as d:
@@ -127,10 +129,13 @@ def main() -> None:
         if not args.skip_keyframe:
             sec, mem = _isolated(_keyframe, gray)
             print(f"one keyframe {size[0]}x{size[1]} by the model: {sec:.3f} s (median of 5), peak {mem:.0f} MB")
-        n, dt, mem = _isolated(_engine_only, gray, ref, args.flow, args.mode, args.fill)
-        print(f"engine only ({args.mode}, fill {args.fill}): {n} frames {size[0]}x{size[1]} in {dt:.1f} s = "
+        if args.prompt and args.mode != "auto":
+            ap.error("--prompt goes with --mode auto")
+        n, dt, mem = _isolated(_engine_only, gray, ref, args.flow, args.mode, args.fill, args.prompt)
+        label = f"{args.mode}{', prompt' if args.prompt else ''}"
+        print(f"engine only ({label}, fill {args.fill}): {n} frames {size[0]}x{size[1]} in {dt:.1f} s = "
               f"{n / dt:.1f} fps, peak {mem:.0f} MB")
-        n, dt, mem = _isolated(_full_run, gray, ref, args.flow, args.mode, args.fill, tmp / "out.mp4")
+        n, dt, mem = _isolated(_full_run, gray, ref, args.flow, args.mode, args.fill, args.prompt, tmp / "out.mp4")
         print(f"colorize (decode+engine+lossless encode): {n / dt:.1f} fps, peak {mem:.0f} MB")
     sys.stdout.flush()
 
