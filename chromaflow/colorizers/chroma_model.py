@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -35,7 +35,7 @@ from chromaflow.color.upsample import guided_upsample
 from chromaflow.colorizers.base import Carried, Colorizer
 from chromaflow.errors import NotAvailableError
 from chromaflow.guidance.conditions import Conditions
-from chromaflow.guidance.grounding import Grounding, GroundingOptions, PromptGrounder, describe_matches
+from chromaflow.guidance.grounding import GroundingCallback, GroundingOptions, PromptGrounder, describe_matches
 from chromaflow.guidance.prompt import ParsedPrompt, parse_prompt
 from chromaflow.models.chroma_unet import AB_SCALE, ChromaUNet
 from chromaflow.models.efficientnet import gray_input
@@ -309,7 +309,7 @@ class ModelColorizer(Colorizer):
         self,
         model: ChromaModel,
         grounding: GroundingOptions | None = None,
-        on_grounding: Callable[[int, np.ndarray, Grounding], None] | None = None,
+        on_grounding: GroundingCallback | None = None,
     ) -> None:
         self.model = model
         self.grounding = grounding or GroundingOptions()
@@ -402,12 +402,12 @@ class ModelColorizer(Colorizer):
         colours as hints inside the objects' masks (and the prompt's text);
         the second is used only around the objects.  So a named colour changes
         its object, not the whole frame (a text embedding alone floods the
-        frame with the colours it names; the model card has the figures).  A
+        frame with the colours it names: ``docs/bench/prompt.md``).  A
         frame where none of the objects is found is coloured without the prompt.
         """
         guidance, parsed = self._prepared(conditions)
         if parsed is None:
-            return self._predict(lightness, guidance, known)
+            return self.model.predict(lightness, guidance, *(known or (None, None)))
         t_count, h, w = lightness.shape
         obj_ab = np.zeros((t_count, h, w, 2), np.float32)
         obj_conf = np.zeros((t_count, h, w), np.float32)
@@ -415,7 +415,7 @@ class ModelColorizer(Colorizer):
             found = self.hints(lightness[i], int(f), conditions)
             if found is not None:
                 obj_ab[i], obj_conf[i] = found
-        base = self._predict(lightness, replace(guidance, text=None), known)
+        base = self.model.predict(lightness, replace(guidance, text=None), *(known or (None, None)))
         if not obj_conf.any():
             return base
         region = np.stack([object_region(c > 0) for c in obj_conf])[..., None]  # the objects, not the known colours
@@ -423,15 +423,8 @@ class ModelColorizer(Colorizer):
             use = known[1] > 0
             obj_ab = np.where(use[..., None], known[0], obj_ab).astype(np.float32)
             obj_conf = np.where(use, known[1], obj_conf).astype(np.float32)
-        edited = self._predict(lightness, guidance, (obj_ab, obj_conf))
+        edited = self.model.predict(lightness, guidance, obj_ab, obj_conf)
         return (region * edited + (1.0 - region) * base).astype(np.float32)
-
-    def _predict(
-        self, lightness: np.ndarray, guidance: Guidance, hints: tuple[np.ndarray, np.ndarray] | None
-    ) -> np.ndarray:
-        if hints is None or not hints[1].any():
-            return self.model.predict(lightness, guidance)
-        return self.model.predict(lightness, guidance, hints[0], hints[1])
 
 
 def object_region(inside: np.ndarray, grow: float = 0.02) -> np.ndarray:

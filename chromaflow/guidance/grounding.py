@@ -27,7 +27,7 @@ temporal engine carries the colours through the shot.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -333,6 +333,10 @@ class Grounding:
     objects: tuple[GroundedObject, ...]
     hint_ab: np.ndarray
     hint_conf: np.ndarray
+
+
+#: ``on_grounding(frame_index, gray (h, w) uint8, grounding)``: told of each frame's grounding
+GroundingCallback = Callable[[int, np.ndarray, Grounding], None]
 
 
 def object_hints(

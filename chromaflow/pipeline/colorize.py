@@ -10,17 +10,14 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from chromaflow.colorizers.base import Colorizer
 from chromaflow.colorizers.chroma_model import ChromaModel, ModelColorizer, ModelOptions
 from chromaflow.errors import InputError
 from chromaflow.guidance.conditions import Conditions
-from chromaflow.guidance.grounding import Grounding
+from chromaflow.guidance.grounding import GroundingCallback
 from chromaflow.guidance.palette import parse_palette_spec
 from chromaflow.guidance.prompt import parse_prompt, prompt_problems
 from chromaflow.guidance.references import load_reference
@@ -32,9 +29,6 @@ from chromaflow.pipeline.options import FILLS, ColorizeOptions
 from chromaflow.progress import track
 
 log = logging.getLogger("chromaflow")
-
-#: ``(frame_index, gray (h, w) uint8, Grounding) -> None``
-GroundingCallback = Callable[[int, np.ndarray, Grounding], None]
 
 
 @dataclass(frozen=True)
