@@ -64,6 +64,16 @@ def test_word_matching():
     assert "sports car" in lines[0] and "no ImageNet class" in lines[1]
 
 
+def test_word_matching_keeps_only_classes_near_the_best():
+    vocab = ClassVocabulary(WordsText())
+    names = imagenet_classes().names
+    # "sports car" is a class itself (similarity 1); other cars (0.9 by head noun) are further than the margin
+    exact = vocab.match("sports car", GroundingOptions())
+    assert [names[i] for i in exact.classes] == ["sports car"]
+    loose = vocab.match("sports car", GroundingOptions(similarity_margin=1.0))
+    assert len(loose.classes) > 1 and loose.classes[0] == names.index("sports car")
+
+
 def test_class_activation_map_finds_the_channel_blob():
     head = np.zeros((4, 6, 8), np.float32)
     head[2, 1:3, 5:7] = 3.0
@@ -143,7 +153,7 @@ def grounder():
     from chromaflow.models.efficientnet import load_efficientnet_lite0
 
     # random weights: the plumbing, not the accuracy; accept any evidence
-    opts = GroundingOptions(min_evidence=0.0, min_ratio=0.0, superpixels=50)
+    opts = GroundingOptions(min_evidence=0.0, superpixels=50)
     return PromptGrounder(load_efficientnet_lite0(pretrained=False), WordsText(), opts)
 
 
@@ -171,7 +181,7 @@ def test_grounder_masks_and_hints(grounder):
 
 
 def test_grounder_takes_an_object_as_absent_without_evidence(grounder):
-    strict = PromptGrounder(grounder.encoder, WordsText(), GroundingOptions(min_evidence=1.1, min_ratio=1e9))
+    strict = PromptGrounder(grounder.encoder, WordsText(), GroundingOptions(min_evidence=1.1))
     gray = np.full((64, 64), 128, np.uint8)
     g = strict.ground(gray, parse_prompt("a red car"))
     assert not g.objects[0].found and not g.hint_conf.any()

@@ -95,12 +95,13 @@ class GroundingOptions:
     Attributes:
         input_side: side, in pixels, at which the classifier reads each window.
         min_similarity: sentence similarity for a class to stand for a word.
+        similarity_margin: and a class stands for it only if it is within
+            this margin of the word's best class ("dress" is a gown at 0.83,
+            not also a wardrobe at 0.74).
         max_classes: most classes per word.
-        min_evidence, min_ratio: a window of the frame shows the object when
-            the classifier's total probability of the word's classes there is
-            at least ``min_evidence``, or ``min_ratio`` times chance
-            (``number of classes / 1000``); a frame with no such window does
-            not show it.
+        min_evidence: a window of the frame shows the object when the
+            classifier's total probability of the word's classes there is at
+            least this; a frame with no such window does not show it.
         superpixels: number of SLIC superpixels the maps are snapped to.
         low, high: a normalised activation under ``low`` is outside the mask,
             over ``high`` fully inside (a linear ramp between).
@@ -110,9 +111,9 @@ class GroundingOptions:
 
     input_side: int = 320
     min_similarity: float = 0.72
+    similarity_margin: float = 0.08
     max_classes: int = 50
     min_evidence: float = 0.03
-    min_ratio: float = 2.0
     superpixels: int = 400
     low: float = 0.6
     high: float = 0.85
@@ -189,7 +190,8 @@ class ClassVocabulary:
             elif any(head in t[:-1] or any(x.startswith(head) and x != head for x in t) for t in tokens):
                 # the word only qualifies another thing ("table lamp", "grasshopper")
                 sim[i] -= 0.2
-        order = [int(i) for i in np.argsort(-sim)[: options.max_classes] if sim[i] >= options.min_similarity]
+        floor = max(options.min_similarity, float(sim.max()) - options.similarity_margin)
+        order = [int(i) for i in np.argsort(-sim)[: options.max_classes] if sim[i] >= floor]
         return ObjectMatch(word, tuple(order), tuple(float(sim[i]) for i in order))
 
 
@@ -432,11 +434,10 @@ class PromptGrounder:
         fc = self.encoder.fc.weight.detach().numpy()[idx]
         H, W = shape
         canvas = np.zeros((max(1, H // 8), max(1, W // 8)), np.float32)
-        chance = len(idx) / 1000.0
         totals = [float(prob[idx].sum()) for _, _, prob in windows]
         evidence, strongest = max(totals), np.zeros(len(idx))
         for ((y0, y1, x0, x1), head, prob), total in zip(windows, totals):
-            if total < o.min_evidence and total < o.min_ratio * chance:
+            if total < o.min_evidence:
                 continue
             p_c = prob[idx]
             strongest = np.maximum(strongest, p_c)
