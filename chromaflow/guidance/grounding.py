@@ -2,10 +2,12 @@
 
 ``"a red car on a grey road"`` names two objects.  Each object word is matched
 to ImageNet classes of the frozen EfficientNet-Lite0 classifier
-(:func:`match_object`): by the class names' head nouns (``car`` is the head of
-``sports car``) and by all-MiniLM-L6-v2 similarity between ``"a photo of a
-car"`` and ``"a photo of a <class>"``.  In a frame, the classifier's own
-probabilities pick among those classes, and their class activation maps
+(:meth:`ClassVocabulary.match`): by the class names' head nouns (``car`` is the
+head of ``sports car``) and by all-MiniLM-L6-v2 similarity between ``"a photo
+of a car"`` and ``"a photo of a <class>"``; the best class and those nearly as
+close stand for the word.  In a frame, windows where the classifier gives
+those classes too little probability do not show the object; elsewhere its
+probabilities pick among the classes, and their class activation maps
 (Zhou et al. 2016: the classifier weights applied to the last feature map
 before pooling) say where the object is (:func:`class_activation_map`).  The
 coarse stride-32 map is refined to luminance edges with the guided filter
