@@ -253,3 +253,39 @@ def test_palette_per_shot(clip, tiny_model):
     assert len(out) == len(frames) and shots_seen == [8, 6]
     assert palettes[0] == red.hex() and palettes[8] == blue.hex()
     assert all(p == (red.hex() if i < 8 else blue.hex()) for i, p in palettes.items())
+
+
+def _occluded_square_clip(n: int = 20) -> list[np.ndarray]:
+    """A still red square that a bright bar sweeps over (frames 5 to 7), then leaves in view."""
+    from conftest import RED, W, _background, _patch
+
+    rng = np.random.default_rng(7)
+    bg, square = _background(rng), _patch(rng, RED, 20)
+    bar = _patch(rng, (235, 235, 235), 64)[:, :14]
+    frames = []
+    for i in range(n):
+        f = bg.copy()
+        f[22:42, 38:58] = square
+        x = -14 + 9 * i
+        lo, hi = max(0, x), min(W, x + 14)
+        if hi > lo:
+            f[:, lo:hi] = bar[:, lo - x : hi - x]
+        frames.append(np.clip(np.rint(f), 0, 255).astype(np.uint8))
+    return frames
+
+
+def test_direct_match_brings_back_colours_hidden_on_the_way():
+    """The chain loses the square while the bar hides it; one flow from the reference frame
+    straight to a later keyframe finds it again."""
+    clip = _occluded_square_clip()
+    cond = Conditions(references=(Reference(clip[0], frame=0),))
+
+    def square_error(direct: bool) -> float:
+        _, out = _run(clip, cond, EngineOptions(max_gap=5, direct_match=direct))
+        after = [(rgb, gt) for (_, rgb), gt in zip(out, clip)][10:]  # the bar has gone
+        return float(np.mean([np.abs(rgb_to_lab(o)[22:42, 38:58, 1:] - rgb_to_lab(g)[22:42, 38:58, 1:]).mean()
+                              for o, g in after]))
+
+    chained, direct = square_error(False), square_error(True)
+    assert chained > 12.0  # the square came back in the wrong colour
+    assert direct < 7.0

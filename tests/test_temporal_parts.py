@@ -11,9 +11,11 @@ from chromaflow.temporal.propagation import (
     carry_track,
     carry_values,
     fuse,
+    more_reliable,
     recolor_track,
     start_track,
     track_colors,
+    warp_directly,
 )
 from chromaflow.temporal.reliability import fb_consistency, luminance_agreement, warp_reliability
 from chromaflow.temporal.shots import detect_cuts, frame_signature, shot_ranges
@@ -176,3 +178,27 @@ def test_spill_list_round_trips_through_disk():
     assert spill_dir is not None and spill_dir.exists()
     items.clear()
     assert not spill_dir.exists()
+
+
+def test_more_reliable_takes_the_more_confident_candidate_per_pixel():
+    a, b = np.full((2, 3, 2), 1.0, np.float32), np.full((2, 3, 2), 9.0, np.float32)
+    conf_a = np.array([[0.9, 0.5, 0.1], [0.4, 0.4, 0.0]], np.float32)
+    conf_b = np.array([[0.2, 0.5, 0.8], [0.6, 0.3, 0.0]], np.float32)
+    ab, conf = more_reliable(a, conf_a, b, conf_b)
+    assert ab[..., 0].tolist() == [[1, 1, 9], [9, 1, 1]]  # ties keep the first
+    assert np.allclose(conf, np.maximum(conf_a, conf_b))
+
+
+def test_warp_directly_moves_the_source_colours_and_flags_what_it_cannot_see():
+    from chromaflow.temporal.flow import DISFlow
+
+    base = _texture(64, 96, 3)
+    source, frame = base, np.roll(base, 6, axis=1)  # the frame: the source panned 6 px right
+    ab = np.zeros((64, 96, 2), np.float32)
+    ab[..., 0] = np.linspace(-40, 40, 96, dtype=np.float32)[None, :]
+    warped, rel = warp_directly(DISFlow(), frame, source, ab)
+    inner = (slice(8, -8), slice(16, -8))
+    expected = np.roll(ab, 6, axis=1)
+    assert np.abs(warped[inner] - expected[inner]).mean() < 1.5
+    assert rel[inner].mean() > 0.8
+    assert rel[:, :4].mean() < rel[inner].mean() - 0.3  # the strip that came into view

@@ -9,8 +9,10 @@ One path serves every mode:
    frames (their colours are given), or keyframes coloured by the colorizer
    (jointly, per shot) or, for shots no reference frame reaches, by semantic
    correspondence with the reference photo.  In exemplar mode the remaining
-   keyframes become *derived* anchors: their colours are the propagated ones,
-   corrected once with the help of correspondence, then carried both ways.
+   keyframes become *derived* anchors: their colours are the propagated ones
+   or, where more reliable, the shot's reference frame warped straight onto
+   them (one long-range flow: no drift, and surfaces hidden on the way come
+   back), corrected once with the help of correspondence, then carried both ways.
 3. **Propagation** (a second pass): chroma is carried forward from the
    previous anchor and backward from the next one along the optical flow
    (DIS by default) as chained-flow tracks, each step keeping the smaller of
@@ -48,9 +50,11 @@ from chromaflow.temporal.propagation import (
     carry_track,
     carry_values,
     fuse,
+    more_reliable,
     recolor_track,
     start_track,
     track_colors,
+    warp_directly,
 )
 from chromaflow.temporal.reliability import step_reliability
 from chromaflow.temporal.shots import Signature, detect_cuts, frame_signature, shot_ranges
@@ -84,6 +88,10 @@ class EngineOptions:
             colours are unreliable, the frame becomes a keyframe on the way
             (coloured by the colorizer, or derived with correspondence hints).
         min_reanchor_gap: frames at least between such a keyframe and the previous anchor.
+        direct_match: at a keyframe derived from propagation, also warp the
+            shot's reference frame straight onto it (one long-range flow) and
+            keep, per pixel, the more reliable of the direct and the chained
+            colours (``False``: chained colours only).
         derive_keyframes: with a colorizer (no references), it colours only the
             first keyframe of each shot (and frames where propagation fails);
             the other keyframes are derived from propagation, as in exemplar
@@ -102,6 +110,7 @@ class EngineOptions:
     memory_budget_mb: int = 384
     reanchor_fraction: float = 0.35
     min_reanchor_gap: int = 8
+    direct_match: bool = True
     derive_keyframes: bool = True
 
 
@@ -272,6 +281,16 @@ class TemporalEngine:
         ab = rgb_to_lab(small)[..., 1:]
         return np.ascontiguousarray(ab), np.ones(ab.shape[:2], np.float32)
 
+    def _direct_colors(self, work_gray: np.ndarray, ref: Reference) -> tuple[np.ndarray, np.ndarray]:
+        """A reference frame's colours warped straight onto a frame (working resolution)."""
+        ref_gray = self._work_gray(rgb_to_gray(ref.rgb))
+        if ref_gray.shape != work_gray.shape:  # a reference of another size was resized to the video's
+            ref_gray = cv2.resize(ref_gray, work_gray.shape[::-1], interpolation=cv2.INTER_AREA)
+        ref_ab = self._reference_colors(ref)[0]
+        if ref_ab.shape[:2] != work_gray.shape:
+            ref_ab = cv2.resize(ref_ab, work_gray.shape[::-1], interpolation=cv2.INTER_LINEAR)
+        return warp_directly(self.flow, work_gray, ref_gray, ref_ab)
+
     @property
     def matcher(self):
         if self._matcher is None:
@@ -403,6 +422,8 @@ class TemporalEngine:
                     carried = None
                     if track is not None and last_anchor is not None:
                         carried = Carried(last_anchor, functools.partial(carry_values, track))
+                    if fwd is not None and ref is not None and opts.direct_match and _in_shot(ref, shot):
+                        fwd = more_reliable(*fwd, *self._direct_colors(item["work"], ref))
                     ab_t, conf_t = self._derive_anchor(item, fwd, ref, shot.conditions or conditions, carried)
                 if len(pending):
                     yield from self._flush(pending, (ab_t, conf_t), item, last_anchor, t)
@@ -567,6 +588,11 @@ class TemporalEngine:
         h, w = gray.shape
         size = _working_size(w, h, self.options.work_max_side)
         return gray if size == (w, h) else cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+
+
+def _in_shot(ref: Reference, shot: ShotPlan) -> bool:
+    """Whether ``ref`` is the colour version of a frame of ``shot``."""
+    return ref.frame is not None and shot.start <= ref.frame < shot.stop
 
 
 def _working_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:

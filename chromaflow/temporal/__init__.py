@@ -14,10 +14,12 @@ from chromaflow.temporal.propagation import (
     Track,
     carry_track,
     fuse,
+    more_reliable,
     recolor_track,
     reliability_gate,
     start_track,
     track_colors,
+    warp_directly,
 )
 from chromaflow.temporal.reliability import fb_consistency, luminance_agreement, step_reliability, warp_reliability
 from chromaflow.temporal.shots import Signature, detect_cuts, frame_signature, shot_ranges, signature_distance
@@ -40,6 +42,7 @@ __all__ = [
     "fuse",
     "load_flow_estimator",
     "luminance_agreement",
+    "more_reliable",
     "recolor_track",
     "reliability_gate",
     "select_keyframes",
@@ -49,5 +52,6 @@ __all__ = [
     "step_reliability",
     "track_colors",
     "valid_mask",
+    "warp_directly",
     "warp_reliability",
 ]

@@ -7,7 +7,10 @@ confidence is the smaller of the carried confidence and the warp's
 reliability, so a pixel is only as trusted as the weakest link of its chain.  Between two coloured keyframes, the
 forward and backward candidates are blended by confidence and temporal
 distance (the nearer keyframe weighs more), as L-C4 fuses overlapping clips
-with distance-based weights.
+with distance-based weights.  At a keyframe derived from propagation, the
+reference frame's colours warped straight onto it (:func:`warp_directly`)
+stand wherever they are more reliable than the chained ones
+(:func:`more_reliable`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from chromaflow.color.lab import gray_to_lightness
+from chromaflow.temporal.flow import FlowEstimator
+from chromaflow.temporal.reliability import step_reliability
 from chromaflow.temporal.warp import backward_warp
 
 
@@ -166,3 +172,44 @@ def fuse(
     ab = (ab_fwd * wf[..., None] + ab_bwd * wb[..., None]) / norm[..., None]
     conf = (conf_fwd * wf + conf_bwd * wb) / norm
     return ab.astype(np.float32), conf.astype(np.float32)
+
+
+def warp_directly(
+    flow: FlowEstimator, gray: np.ndarray, source_gray: np.ndarray, source_ab: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """A source frame's chroma warped straight onto a frame (one long-range flow, no chain).
+
+    A chain of frame-to-frame flows drifts, and it drops a surface for good
+    once the surface is hidden on the way; one flow between the two frames
+    does neither, where the motion between them is small enough for it.
+
+    Args:
+        flow: the flow estimator.
+        gray, source_gray: ``(H, W)`` ``uint8`` gray frames (the frame, the source).
+        source_ab: ``(H, W, 2)`` chroma of the source frame.
+
+    Returns:
+        ``(ab, reliability)``: ``(H, W, 2)`` warped chroma and ``(H, W)``
+        ``float32`` reliability in ``[0, 1]`` (forward-backward consistency and
+        luminance agreement, see :func:`~chromaflow.temporal.reliability.step_reliability`).
+    """
+    f_cur_src, f_src_cur = flow.pair(gray, source_gray)
+    rel, _ = step_reliability(f_cur_src, f_src_cur, gray_to_lightness(gray), gray_to_lightness(source_gray))
+    return backward_warp(source_ab, f_cur_src).astype(np.float32), rel
+
+
+def more_reliable(
+    ab_a: np.ndarray, conf_a: np.ndarray, ab_b: np.ndarray, conf_b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel, the candidate with the higher confidence (``a`` on ties).
+
+    Args:
+        ab_a, ab_b: ``(H, W, 2)`` chroma candidates.
+        conf_a, conf_b: ``(H, W)`` their confidences.
+
+    Returns:
+        ``(ab, confidence)`` of the chosen candidates.
+    """
+    use_b = conf_b > conf_a
+    ab = np.where(use_b[..., None], ab_b, ab_a).astype(np.float32)
+    return ab, np.where(use_b, conf_b, conf_a).astype(np.float32)
