@@ -216,7 +216,7 @@ def test_derived_keyframes_take_the_colorizers_hints(clip):
     a_in_disc = {}
     for hints_on in (False, True):
         stub = _GrayWithRedHints(hints_on)
-        engine = TemporalEngine(LevinFill(), load_flow_estimator("dis"), stub, EngineOptions(max_gap=4))
+        engine = TemporalEngine(LevinFill(), load_flow_estimator("dis"), stub, options=EngineOptions(max_gap=4))
         out = list(engine.run(ArraySource([_gray3(f) for f in frames]), cond))
         assert len(out) == len(frames)
         assert stub.hinted and min(stub.hinted) > 0  # asked only for derived keyframes
@@ -274,14 +274,40 @@ def _occluded_square_clip(n: int = 20) -> list[np.ndarray]:
     return frames
 
 
-def test_direct_match_brings_back_colours_hidden_on_the_way():
-    """The chain loses the square while the bar hides it; one flow from the reference frame
-    straight to a later keyframe finds it again."""
+class _TrueColours(Colorizer):
+    """Colours every keyframe with the ground truth's chroma (an oracle keyframe colorizer)."""
+
+    name = "oracle"
+
+    def __init__(self, frames: list[np.ndarray]) -> None:
+        self.ab = [rgb_to_lab(f)[..., 1:] for f in frames]
+
+    def colorize(self, lightness, frame_indices, conditions, known=None):
+        import cv2
+
+        h, w = lightness.shape[1:]
+        return np.stack([cv2.resize(self.ab[i], (w, h), interpolation=cv2.INTER_AREA) for i in frame_indices])
+
+
+@pytest.mark.parametrize("mode", ["exemplar", "colorizer"])
+def test_direct_match_brings_back_colours_hidden_on_the_way(mode):
+    """The chain loses the square while the bar hides it; one flow from the anchor coloured
+    first (the reference frame, or the colorizer's keyframe) straight to a later keyframe
+    finds it again."""
+    from chromaflow.fill.levin import LevinFill
+    from chromaflow.pipeline.engine import TemporalEngine
+    from chromaflow.temporal.flow import load_flow_estimator
+
     clip = _occluded_square_clip()
-    cond = Conditions(references=(Reference(clip[0], frame=0),))
+    if mode == "exemplar":
+        cond, colorizer = Conditions(references=(Reference(clip[0], frame=0),)), None
+    else:
+        cond, colorizer = Conditions(), _TrueColours(clip)
 
     def square_error(direct: bool) -> float:
-        _, out = _run(clip, cond, EngineOptions(max_gap=5, direct_match=direct))
+        options = EngineOptions(max_gap=5, direct_match=direct)
+        engine = TemporalEngine(LevinFill(), load_flow_estimator("dis"), colorizer, options=options)
+        out = list(engine.run(ArraySource([_gray3(f) for f in clip]), cond))
         after = [(rgb, gt) for (_, rgb), gt in zip(out, clip)][10:]  # the bar has gone
         return float(np.mean([np.abs(rgb_to_lab(o)[22:42, 38:58, 1:] - rgb_to_lab(g)[22:42, 38:58, 1:]).mean()
                               for o, g in after]))

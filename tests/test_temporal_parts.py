@@ -202,3 +202,7 @@ def test_warp_directly_moves_the_source_colours_and_flags_what_it_cannot_see():
     assert np.abs(warped[inner] - expected[inner]).mean() < 1.5
     assert rel[inner].mean() > 0.8
     assert rel[:, :4].mean() < rel[inner].mean() - 0.3  # the strip that came into view
+    source_conf = np.where(np.arange(96) < 48, 1.0, 0.25).astype(np.float32)[None, :].repeat(64, 0)
+    _, conf = warp_directly(DISFlow(), frame, source, ab, source_conf)
+    assert np.allclose(conf[8:-8, 16:48], rel[8:-8, 16:48], atol=1e-3)  # from the sure half
+    assert np.allclose(conf[8:-8, 60:-8], 0.25 * rel[8:-8, 60:-8], atol=1e-3)  # from the unsure half

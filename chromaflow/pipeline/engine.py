@@ -10,9 +10,10 @@ One path serves every mode:
    (jointly, per shot) or, for shots no reference frame reaches, by semantic
    correspondence with the reference photo.  In exemplar mode the remaining
    keyframes become *derived* anchors: their colours are the propagated ones
-   or, where more reliable, the shot's reference frame warped straight onto
-   them (one long-range flow: no drift, and surfaces hidden on the way come
-   back), corrected once with the help of correspondence, then carried both ways.
+   or, where more reliable, the shot's anchor coloured before propagation
+   warped straight onto them (one long-range flow: no drift, and surfaces
+   hidden on the way come back), corrected once with the help of
+   correspondence, then carried both ways.
 3. **Propagation** (a second pass): chroma is carried forward from the
    previous anchor and backward from the next one along the optical flow
    (DIS by default) as chained-flow tracks, each step keeping the smaller of
@@ -89,9 +90,10 @@ class EngineOptions:
             (coloured by the colorizer, or derived with correspondence hints).
         min_reanchor_gap: frames at least between such a keyframe and the previous anchor.
         direct_match: at a keyframe derived from propagation, also warp the
-            shot's reference frame straight onto it (one long-range flow) and
-            keep, per pixel, the more reliable of the direct and the chained
-            colours (``False``: chained colours only).
+            shot's last anchor coloured before propagation (a reference frame,
+            or the colorizer's keyframe) straight onto it (one long-range flow)
+            and keep, per pixel, the more reliable of the direct and the
+            chained colours (``False``: chained colours only).
         derive_keyframes: with a colorizer (no references), it colours only the
             first keyframe of each shot (and frames where propagation fails);
             the other keyframes are derived from propagation, as in exemplar
@@ -281,16 +283,6 @@ class TemporalEngine:
         ab = rgb_to_lab(small)[..., 1:]
         return np.ascontiguousarray(ab), np.ones(ab.shape[:2], np.float32)
 
-    def _direct_colors(self, work_gray: np.ndarray, ref: Reference) -> tuple[np.ndarray, np.ndarray]:
-        """A reference frame's colours warped straight onto a frame (working resolution)."""
-        ref_gray = self._work_gray(rgb_to_gray(ref.rgb))
-        if ref_gray.shape != work_gray.shape:  # a reference of another size was resized to the video's
-            ref_gray = cv2.resize(ref_gray, work_gray.shape[::-1], interpolation=cv2.INTER_AREA)
-        ref_ab = self._reference_colors(ref)[0]
-        if ref_ab.shape[:2] != work_gray.shape:
-            ref_ab = cv2.resize(ref_ab, work_gray.shape[::-1], interpolation=cv2.INTER_LINEAR)
-        return warp_directly(self.flow, work_gray, ref_gray, ref_ab)
-
     @property
     def matcher(self):
         if self._matcher is None:
@@ -371,6 +363,7 @@ class TemporalEngine:
         track_anchor: np.ndarray | None = None  # that anchor's chroma
         prev: dict | None = None
         last_anchor: int | None = None
+        origin: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         for frame in self._frames(source, "colorizing"):
             t = frame.index
             if t >= plan.n_frames:
@@ -382,6 +375,7 @@ class TemporalEngine:
             item["light"] = gray_to_lightness(item["work"])
             if t == shot.start:
                 track, track_anchor, prev, last_anchor = None, None, None, None
+                origin = None  # the shot's last anchor coloured before propagation: (gray, ab, confidence)
             fwd: tuple[np.ndarray, np.ndarray] | None = None
             if track is not None and prev is not None:
                 f_cur_prev, f_prev_cur = self.flow.pair(item["work"], prev["work"])
@@ -405,6 +399,7 @@ class TemporalEngine:
             if t in shot.anchors:
                 if t in anchors:
                     ab_t, conf_t = anchors[t]
+                    origin = (item["work"], ab_t, conf_t)
                 elif self.colorizer is not None and (
                     fwd is None or t in self.added_keyframes or not opts.derive_keyframes
                 ):
@@ -422,8 +417,8 @@ class TemporalEngine:
                     carried = None
                     if track is not None and last_anchor is not None:
                         carried = Carried(last_anchor, functools.partial(carry_values, track))
-                    if fwd is not None and ref is not None and opts.direct_match and _in_shot(ref, shot):
-                        fwd = more_reliable(*fwd, *self._direct_colors(item["work"], ref))
+                    if fwd is not None and origin is not None and opts.direct_match:
+                        fwd = more_reliable(*fwd, *warp_directly(self.flow, item["work"], *origin))
                     ab_t, conf_t = self._derive_anchor(item, fwd, ref, shot.conditions or conditions, carried)
                 if len(pending):
                     yield from self._flush(pending, (ab_t, conf_t), item, last_anchor, t)
@@ -588,11 +583,6 @@ class TemporalEngine:
         h, w = gray.shape
         size = _working_size(w, h, self.options.work_max_side)
         return gray if size == (w, h) else cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
-
-
-def _in_shot(ref: Reference, shot: ShotPlan) -> bool:
-    """Whether ``ref`` is the colour version of a frame of ``shot``."""
-    return ref.frame is not None and shot.start <= ref.frame < shot.stop
 
 
 def _working_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:

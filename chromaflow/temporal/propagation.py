@@ -175,7 +175,11 @@ def fuse(
 
 
 def warp_directly(
-    flow: FlowEstimator, gray: np.ndarray, source_gray: np.ndarray, source_ab: np.ndarray
+    flow: FlowEstimator,
+    gray: np.ndarray,
+    source_gray: np.ndarray,
+    source_ab: np.ndarray,
+    source_confidence: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A source frame's chroma warped straight onto a frame (one long-range flow, no chain).
 
@@ -187,15 +191,20 @@ def warp_directly(
         flow: the flow estimator.
         gray, source_gray: ``(H, W)`` ``uint8`` gray frames (the frame, the source).
         source_ab: ``(H, W, 2)`` chroma of the source frame.
+        source_confidence: ``(H, W)`` confidence of ``source_ab`` (``None``: 1).
 
     Returns:
-        ``(ab, reliability)``: ``(H, W, 2)`` warped chroma and ``(H, W)``
-        ``float32`` reliability in ``[0, 1]`` (forward-backward consistency and
-        luminance agreement, see :func:`~chromaflow.temporal.reliability.step_reliability`).
+        ``(ab, confidence)``: ``(H, W, 2)`` warped chroma and ``(H, W)``
+        ``float32`` confidence in ``[0, 1]``: the warp's reliability
+        (forward-backward consistency and luminance agreement, see
+        :func:`~chromaflow.temporal.reliability.step_reliability`) times the
+        warped source confidence.
     """
     f_cur_src, f_src_cur = flow.pair(gray, source_gray)
     rel, _ = step_reliability(f_cur_src, f_src_cur, gray_to_lightness(gray), gray_to_lightness(source_gray))
-    return backward_warp(source_ab, f_cur_src).astype(np.float32), rel
+    if source_confidence is not None:
+        rel = rel * np.clip(backward_warp(source_confidence, f_cur_src), 0.0, 1.0)
+    return backward_warp(source_ab, f_cur_src).astype(np.float32), rel.astype(np.float32)
 
 
 def more_reliable(
