@@ -8,12 +8,13 @@ One path serves every mode:
 2. **Anchors**: frames whose colours are known before propagation: reference
    frames (their colours are given), or keyframes coloured by the colorizer
    (jointly, per shot) or, for shots no reference frame reaches, by semantic
-   correspondence with the reference photo.  In exemplar mode the remaining
-   keyframes become *derived* anchors: their colours are the propagated ones
-   or, where more reliable, the shot's anchor coloured before propagation
-   warped straight onto them (one long-range flow: no drift, and surfaces
-   hidden on the way come back), corrected once with the help of
-   correspondence, then carried both ways.
+   correspondence with the reference photo.  The remaining keyframes become
+   *derived* anchors (with a colorizer too, unless ``derive_keyframes`` is
+   off): their colours are the propagated ones or, where more reliable, the
+   shot's anchor coloured before propagation warped straight onto them (one
+   long-range flow: no drift, and surfaces hidden on the way come back),
+   corrected once (with correspondence hints, or the colorizer's hints),
+   then carried both ways.
 3. **Propagation** (a second pass): chroma is carried forward from the
    previous anchor and backward from the next one along the optical flow
    (DIS by default) as chained-flow tracks, each step keeping the smaller of

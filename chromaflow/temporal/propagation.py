@@ -8,9 +8,9 @@ reliability, so a pixel is only as trusted as the weakest link of its chain.  Be
 forward and backward candidates are blended by confidence and temporal
 distance (the nearer keyframe weighs more), as L-C4 fuses overlapping clips
 with distance-based weights.  At a keyframe derived from propagation, the
-reference frame's colours warped straight onto it (:func:`warp_directly`)
-stand wherever they are more reliable than the chained ones
-(:func:`more_reliable`).
+colours of an earlier coloured frame (a reference frame, a colorizer's
+keyframe) warped straight onto it (:func:`warp_directly`) stand wherever they
+are more reliable than the chained ones (:func:`more_reliable`).
 """
 
 from __future__ import annotations
