@@ -84,16 +84,73 @@ def _pair_references(refs: list[Path], frames: list[int]) -> tuple:
     return tuple(ReferenceSpec(Path(r), None) for r in refs)
 
 
-def _model_options(weights: Path | None, steps: int | None, temperature: float | None, saturation: float | None):
-    """Model options from the command line; what is not given keeps the model's defaults."""
+def _options_from_flags(config: Path | None, flags: dict):
+    """The run configuration: defaults, then the ``--config`` file, then the flags that were given."""
     from dataclasses import replace
 
-    from chromaflow.colorizers.chroma_model import ModelOptions
+    from chromaflow.pipeline import ColorizeOptions, load_config
+    from chromaflow.pipeline.options import Choice
 
-    base = ModelOptions(weights=str(weights) if weights else None)
-    sampler = replace(base.sampler, **{k: v for k, v in (("steps", steps), ("temperature", temperature)) if v is not None})
-    extra = {"saturation": saturation} if saturation is not None else {}
-    return replace(base, sampler=sampler, **extra)
+    options = load_config(config) if config is not None else ColorizeOptions()
+    options = options.resolved()
+    top = {k: flags[k] for k in ("palette", "prompt", "seed", "crf", "fps") if flags.get(k) is not None}
+    if flags.get("per_shot_palette"):
+        top["palette_per_shot"] = True
+    if flags.get("reference"):
+        top["references"] = _pair_references(flags["reference"], flags.get("reference_frame") or [])
+    elif flags.get("reference_frame"):
+        raise InputError("--reference-frame needs a --reference")
+    engine = {}
+    if flags.get("work_size") is not None:
+        engine["work_max_side"] = flags["work_size"]
+    if flags.get("keyframe"):
+        engine["keyframes"] = tuple(flags["keyframe"])
+    if engine:
+        top["engine"] = replace(options.engine, **engine)
+    runtime = {k: flags[k] for k in ("device", "threads") if flags.get(k) is not None}
+    if runtime:
+        try:
+            top["runtime"] = replace(options.runtime, **runtime)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+    options = replace(options, **top)
+    for kind in ("colorizer", "fill", "grounder"):
+        if flags.get(kind):
+            options = replace(options, **{kind: Choice(flags[kind])})
+    if flags.get("flow"):
+        from chromaflow.temporal.flow import parse_flow_spec
+
+        try:
+            name, flow_options = parse_flow_spec(flags["flow"])
+        except ValueError as exc:
+            raise InputError(f"--flow: {exc}") from None
+        options = replace(options, flow=Choice(name, flow_options))
+    options = options.resolved()
+    return _model_flags(options, flags)
+
+
+def _model_flags(options, flags: dict):
+    """``--model``, ``--steps``, ``--temperature``, ``--saturation``: shorthands for the embedded model's options
+    (the colorizer's, and the model fill's weights)."""
+    from dataclasses import replace
+
+    from chromaflow.pipeline.options import Choice
+
+    given = {k: flags.get(k) for k in ("model", "steps", "temperature", "saturation")}
+    if all(v is None for v in given.values()):
+        return options
+    if options.colorizer.name != "model":
+        raise InputError(f"--model, --steps, --temperature and --saturation set the embedded model; the colorizer "
+                         f"here is {options.colorizer.name!r} (set its options in a --config file)")
+    m = options.colorizer.options
+    sampler = replace(m.sampler, **{k: given[k] for k in ("steps", "temperature") if given[k] is not None})
+    m = replace(m, sampler=sampler, **({"saturation": given["saturation"]} if given["saturation"] is not None else {}))
+    if given["model"] is not None:
+        m = replace(m, weights=str(given["model"]))
+        if options.fill.name == "model":
+            f = options.fill.options
+            options = replace(options, fill=Choice("model", replace(f, model=replace(f.model, weights=str(given["model"])))))
+    return replace(options, colorizer=Choice("model", m))
 
 
 @app.command()
@@ -101,6 +158,9 @@ def _model_options(weights: Path | None, steps: int | None, temperature: float |
 def colorize(
     input: Annotated[Path, typer.Argument(help="Video file, directory of frames, or image.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Video file (.mp4 .mov .mkv .avi), image, or directory.")],
+    config: Annotated[
+        Optional[Path], typer.Option("--config", "-c", help="Run configuration (TOML; chromaflow config prints one). Flags override it.")
+    ] = None,
     reference: Annotated[
         Optional[list[Path]], typer.Option("--reference", help="Color image; repeatable.")
     ] = None,
@@ -115,24 +175,40 @@ def colorize(
         bool, typer.Option(help="With --palette tags: each shot gets the palette of its own content.")
     ] = False,
     prompt: Annotated[Optional[str], typer.Option(help="Text describing the colors.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed: same input, options and seed give the same output.")] = 0,
+    seed: Annotated[Optional[int], typer.Option(help="Seed: same input, options and seed give the same output (default 0).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
     crf: Annotated[
-        int,
+        Optional[int],
         typer.Option(min=0, max=51, help="H.264 quality: 0 = lossless 4:4:4 (default); 16-20 = small files that play everywhere."),
-    ] = 0,
+    ] = None,
     fps: Annotated[Optional[float], typer.Option(help="Frame rate when the input is a frame directory (default 25).")] = None,
     keyframe: Annotated[
         Optional[list[int]], typer.Option("--keyframe", help="Frame index that must be a keyframe; repeatable.")
     ] = None,
+    colorizer: Annotated[
+        Optional[str], typer.Option(help="Keyframe colorizer backend (default: model, the embedded one; see chromaflow backends).")
+    ] = None,
+    fill: Annotated[
+        Optional[str], typer.Option(help="Fill step for regions propagation cannot colour: levin (default), model, ...")
+    ] = None,
     flow: Annotated[
-        str, typer.Option(help="Optical flow: dis, dis:fast, dis:ultrafast, or a local RAFT checkpoint (.pth).")
-    ] = "dis",
+        Optional[str], typer.Option(help="Optical flow: dis (default), dis:fast, dis:ultrafast, a RAFT checkpoint (.pth), or a backend name.")
+    ] = None,
+    grounder: Annotated[
+        Optional[str], typer.Option(help="Prompt grounder backend (default: cam).")
+    ] = None,
+    device: Annotated[
+        Optional[str], typer.Option(help="Torch device: auto (default), cpu, cuda, cuda:N, mps.")
+    ] = None,
+    threads: Annotated[Optional[int], typer.Option(min=0, help="Torch CPU threads (0: one per core).")] = None,
+    model_dir: Annotated[
+        Optional[list[Path]], typer.Option("--model-dir", help="Folder of downloaded model files (a mirror); repeatable.")
+    ] = None,
     work_size: Annotated[
-        int, typer.Option(min=64, max=4096, help="Longer side of the working resolution (flow and chroma).")
-    ] = 384,
+        Optional[int], typer.Option(min=64, max=4096, help="Longer side of the working resolution (default 384).")
+    ] = None,
     model: Annotated[
-        Optional[Path], typer.Option(help="Model weights (.safetensors) instead of the shipped model.")
+        Optional[Path], typer.Option(help="Weights (.safetensors) of the embedded model instead of the shipped ones.")
     ] = None,
     steps: Annotated[Optional[int], typer.Option(min=1, max=100, help="Diffusion sampling steps (default 12).")] = None,
     temperature: Annotated[
@@ -142,7 +218,6 @@ def colorize(
     saturation: Annotated[
         Optional[float], typer.Option(min=0.0, max=4.0, help="Gain on the model's predicted chroma (default: the model card's).")
     ] = None,
-    fill: Annotated[str, typer.Option(help="Fill step for regions propagation cannot colour: levin or model.")] = "levin",
     save_masks: Annotated[
         Optional[Path], typer.Option(help="Folder for the prompt's object masks and hints per grounded frame.")
     ] = None,
@@ -150,31 +225,134 @@ def colorize(
 ) -> None:
     """Colorize INPUT into OUTPUT, keeping its frames, timing, audio and gray levels."""
     _setup_logging(quiet)
-    from chromaflow.pipeline import ColorizeOptions, EngineOptions
+    from dataclasses import replace
+
     from chromaflow.pipeline import colorize as run
+    from chromaflow.store import configure_store
 
     if fps is not None and fps <= 0:
         raise InputError("--fps must be positive")
-    options = ColorizeOptions(
-        engine=EngineOptions(work_max_side=work_size, keyframes=tuple(keyframe or ())),
-        flow=flow,
-        references=_pair_references(reference or [], reference_frame or []),
-        palette=palette,
-        palette_per_shot=per_shot_palette,
-        prompt=prompt,
-        seed=seed,
-        overwrite=overwrite,
-        crf=crf,
-        fps=fps,
-        model=_model_options(model, steps, temperature, saturation),
-        fill=fill,
-        save_masks=save_masks,
-        progress=not quiet,
-    )
+    configure_store(model_dir or ())
+    flags = dict(locals())
+    options = _options_from_flags(config, flags)
+    options = replace(options, overwrite=overwrite, save_masks=save_masks, progress=not quiet)
     result = run(input, output, options)
     logging.getLogger("chromaflow").info(
         "wrote %s: %d frames in %.1f s (%.1f frames/s)", result.output, result.frames, result.seconds, result.fps
     )
+
+
+@app.command("config")
+@_handle_errors
+def config_(
+    config: Annotated[
+        Optional[Path], typer.Option("--config", "-c", help="Start from this file instead of the defaults.")
+    ] = None,
+) -> None:
+    """Print the full run configuration (TOML) with every option's default and meaning.
+
+    Save it (chromaflow config > run.toml), edit it, and use it with chromaflow colorize --config run.toml.
+    """
+    from chromaflow.pipeline import ColorizeOptions, config_to_toml, load_config
+
+    options = load_config(config) if config is not None else ColorizeOptions()
+    header = ("chromaflow run configuration. Use: chromaflow colorize INPUT -o OUTPUT --config THIS_FILE\n"
+              "Flags given on the command line override it. Each component's options sit under its kind,\n"
+              "in a table named after the backend; the other backends' tables are commented out.")
+    typer.echo(config_to_toml(options, header=header), nl=False)
+
+
+@app.command("backends")
+@_handle_errors
+def backends_() -> None:
+    """List every backend (colorizers, fill steps, flows, grounders): whether it can run here, and why not."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from rich.markup import escape
+
+    from chromaflow import registry
+
+    table = Table("kind", "name", "usable here", "description", box=None, pad_edge=False)
+    for b in registry.backends():
+        reason = b.unavailable()
+        usable = "yes" if reason is None else f"no: {reason}"
+        desc = b.description + (f" [licence: {b.licence}]" if b.licence else "")
+        table.add_row(b.kind, b.name, escape(usable), escape(desc))
+    Console(width=max(120, _terminal_width())).print(table)
+
+
+def _terminal_width() -> int:
+    import shutil
+
+    return shutil.get_terminal_size((120, 24)).columns
+
+
+models_app = typer.Typer(no_args_is_help=True, help="The model store: named pretrained files, their sources and checksums.")
+app.add_typer(models_app, name="models")
+
+
+def _store(model_dir: list[Path] | None):
+    from chromaflow.store import configure_store
+
+    return configure_store(model_dir or ())
+
+
+ModelDirOption = Annotated[
+    Optional[list[Path]], typer.Option("--model-dir", help="Folder of model files (a mirror), searched first; repeatable.")
+]
+
+
+@models_app.command("list")
+@_handle_errors
+def models_list(model_dir: ModelDirOption = None) -> None:
+    """Every named model file: where it is found here (or not), its size, licence and what uses it."""
+    from rich.console import Console
+    from rich.table import Table
+
+    store = _store(model_dir)
+    table = Table("name", "here", "size", "licence", "used by", box=None, pad_edge=False)
+    for name, entry in sorted(store.manifest.items()):
+        path = store.find(name)
+        size = f"{entry.size / 1e6:.1f} MB" if entry.size else "?"
+        table.add_row(name, str(path) if path else "missing", size, entry.licence, entry.used_by)
+    Console(width=max(120, _terminal_width())).print(table)
+    where = ", ".join(str(m) for m in store.mirrors) or "none"
+    typer.echo(f"mirrors: {where}; cache: {store.cache}")
+
+
+@models_app.command("fetch")
+@_handle_errors
+def models_fetch(
+    names: Annotated[list[str], typer.Argument(help="Model names (chromaflow models list), or 'all'.")],
+    model_dir: ModelDirOption = None,
+    force: Annotated[bool, typer.Option(help="Download again even if a verified copy is here.")] = False,
+) -> None:
+    """Download model files into the cache (resuming a partial download) and verify their sha256."""
+    _setup_logging()
+    store = _store(model_dir)
+    wanted = sorted(store.manifest) if names == ["all"] else names
+    for name in wanted:
+        path = store.fetch(name, force=force)
+        typer.echo(f"{name}: {path} (verified)")
+
+
+@models_app.command("verify")
+@_handle_errors
+def models_verify(
+    names: Annotated[Optional[list[str]], typer.Argument(help="Model names (default: all).")] = None,
+    model_dir: ModelDirOption = None,
+) -> None:
+    """Check the sha256 of every model file found here; exits 1 if one is corrupt."""
+    store = _store(model_dir)
+    bad = 0
+    for status in store.verify(names or None):
+        where = f" {status.path}" if status.path else ""
+        detail = f" ({status.detail})" if status.detail else ""
+        typer.echo(f"{status.entry.name}: {status.state}{where}{detail}")
+        bad += status.state not in ("verified", "missing")
+    if bad:
+        raise typer.Exit(1)
 
 
 @app.command("eval")
@@ -233,7 +411,6 @@ def bench(
     """Benchmark modes on every clip of CLIPS_DIR (ground truth = the clip itself)."""
     _setup_logging()
     from chromaflow.bench.runner import BenchOptions, parse_modes, run_bench
-    from chromaflow.colorizers.chroma_model import ModelOptions
 
     options = BenchOptions(
         modes=parse_modes(modes or ["auto,exemplar,palette"]),
@@ -242,7 +419,7 @@ def bench(
         seed=seed,
         clips=tuple(clip or ()),
         jobs=jobs,
-        model=ModelOptions(weights=str(model) if model else None),
+        model=str(model) if model else None,
         prompts=prompts,
     )
     run_bench(clips_dir, out, options)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -162,18 +164,27 @@ def test_fuse_weighs_by_distance_and_confidence():
     assert ab[0, 0, 0] == pytest.approx(-10.0, abs=1e-3)
 
 
+@dataclasses.dataclass
+class _Item:
+    index: int
+    a: np.ndarray
+    b: np.ndarray | None = None
+
+
 def test_spill_list_round_trips_through_disk():
     items = SpillList(budget_bytes=1000)
     arrays = [np.full((10, 10), i, np.float32) for i in range(5)]  # 400 bytes each: 2 fit in memory
     for i, a in enumerate(arrays):
-        items.append({"index": i, "a": a})
+        items.append(_Item(i, a))
     assert len(items) == 5
     for i in range(5):
         got = items[i]
-        assert got["index"] == i
-        np.testing.assert_array_equal(got["a"], arrays[i])
+        assert got.index == i and got.b is None
+        np.testing.assert_array_equal(got.a, arrays[i])
     items.set(4, "b", np.ones(3))
-    np.testing.assert_array_equal(items[4]["b"], np.ones(3))
+    items.set(0, "b", np.zeros(2))
+    np.testing.assert_array_equal(items[4].b, np.ones(3))  # on disk
+    np.testing.assert_array_equal(items[0].b, np.zeros(2))  # in memory
     spill_dir = items._dir
     assert spill_dir is not None and spill_dir.exists()
     items.clear()

@@ -18,11 +18,15 @@ Ablations of the temporal engine, with the ``exemplar`` conditions:
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from chromaflow.guidance.conditions import Conditions, Reference
 from chromaflow.guidance.palette import palette_from_image
 from chromaflow.pipeline.engine import EngineOptions
+from chromaflow.pipeline.options import Choice, ColorizeOptions
+from chromaflow.runtime import RuntimeOptions
 
 MODES = ("gray", "auto", "exemplar", "palette", "prompt", "exemplar-warp", "exemplar-forward", "exemplar-modelfill")
 
@@ -35,14 +39,18 @@ ABLATIONS = {
 FILL_OF_MODE = {"exemplar-modelfill": "model"}
 
 
-def engine_options_for_mode(mode: str) -> EngineOptions:
-    """The engine options a mode runs with."""
-    return ABLATIONS.get(mode, EngineOptions())
-
-
-def fill_for_mode(mode: str) -> str:
-    """The engine fill step a mode runs with (``"levin"`` or ``"model"``)."""
-    return FILL_OF_MODE.get(mode, "levin")
+def options_for_mode(mode: str, weights: str | None = None, seed: int = 0) -> ColorizeOptions:
+    """The run configuration a mode runs with (on the CPU; ``weights``: other embedded-model weights)."""
+    options = ColorizeOptions(seed=seed, engine=ABLATIONS.get(mode, EngineOptions()),
+                              fill=FILL_OF_MODE.get(mode, "levin"), runtime=RuntimeOptions(device="cpu")).resolved()
+    if weights:
+        model = replace(options.colorizer.options, weights=weights)
+        options = replace(options, colorizer=Choice("model", model))
+        if options.fill.name == "model":
+            options = replace(options, fill=Choice("model", replace(options.fill.options,
+                                                                     model=replace(options.fill.options.model,
+                                                                                   weights=weights))))
+    return options
 
 
 def conditions_for_mode(mode: str, first_gt_frame: np.ndarray, seed: int = 0, prompt: str | None = None) -> Conditions:

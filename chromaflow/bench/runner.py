@@ -28,10 +28,9 @@ import cv2
 import numpy as np
 
 from chromaflow.bench.evaluate import list_clips
-from chromaflow.bench.modes import MODES, conditions_for_mode, engine_options_for_mode, fill_for_mode
+from chromaflow.bench.modes import MODES, conditions_for_mode, options_for_mode
 from chromaflow.bench.prompts import box_adherence, load_prompts
 from chromaflow.color.lab import rgb_to_gray
-from chromaflow.colorizers.chroma_model import ModelOptions
 from chromaflow.errors import ChromaflowError, InputError
 from chromaflow.io.naming import natural_key
 from chromaflow.io.source import Frame, FrameSource, open_source
@@ -56,7 +55,7 @@ class BenchOptions:
         clips: only these clips (by name); empty: all.
         jobs: jobs run at once (each in its own process); seconds per frame
             are then measured under that much contention.
-        model: model options (weights, sampler) for the modes that use it.
+        model: weights (``.safetensors``) of the embedded model instead of the shipped ones.
         prompts: a prompts file (:mod:`chromaflow.bench.prompts`): the
             ``prompt`` mode's prompts, and boxes where every mode's prompt
             adherence is measured; ``None``: no prompt mode, no adherence.
@@ -69,7 +68,7 @@ class BenchOptions:
     seed: int = 0
     clips: tuple[str, ...] = field(default_factory=tuple)
     jobs: int = 1
-    model: ModelOptions = field(default_factory=ModelOptions)
+    model: str | None = None
     prompts: Path | None = None
 
 
@@ -116,8 +115,7 @@ def run_job(clip: Path, mode: str, options: BenchOptions) -> dict[str, Any]:
             frames: Iterator[tuple[Frame, np.ndarray]] = ((f, f.rgb) for f in source)
             name = "gray"
         else:
-            engine = build_engine(conditions, engine_options_for_mode(mode), model=options.model,
-                                  fill=fill_for_mode(mode))
+            engine = build_engine(options_for_mode(mode, options.model, options.seed), conditions)
             name = engine.colorizer.name if engine.colorizer is not None else "references"
             frames = engine.run(source, conditions)
         gt_frames = iter(gt_source)

@@ -3,8 +3,9 @@
 The temporal engine keeps the colours it trusts (propagated along the flow,
 taken from references) as hints with a per-pixel confidence, and asks a
 :class:`ChromaFill` to colour the rest.  Implementations: classical
-colorization by optimization (:mod:`chromaflow.fill.levin`), and later the
-embedded model (masked diffusion sampling).
+colorization by optimization (:mod:`chromaflow.fill.levin`) and the
+embedded model (masked diffusion sampling, :mod:`chromaflow.fill.model`);
+more are registered backends of kind ``fill`` (:mod:`chromaflow.registry`).
 """
 
 from __future__ import annotations
@@ -34,3 +35,8 @@ class ChromaFill(ABC):
             ``(H, W, 2)`` ``float32`` chroma: close to ``ab`` where confidence
             is high, completed along luminance elsewhere.
         """
+
+    def for_conditions(self, conditions) -> ChromaFill:
+        """This fill step for a run with ``conditions`` (a fill guided by the palette or the
+        prompt returns a guided copy; the default ignores them and returns itself)."""
+        return self

@@ -32,6 +32,7 @@ guided by the full-resolution lightness, before the same final blend.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -40,8 +41,9 @@ from scipy.sparse.linalg import splu
 
 from chromaflow.color.upsample import guided_upsample
 from chromaflow.fill.base import ChromaFill
+from chromaflow.registry import register
 
-__all__ = ["LevinFill", "levin_colorize"]
+__all__ = ["LevinFill", "LevinOptions", "levin_colorize"]
 
 # Constants of the reference implementation (getColorExact.m).
 _VAR_SCALE = 0.6
@@ -204,6 +206,23 @@ def _finish(u: np.ndarray, a: np.ndarray, c: np.ndarray) -> np.ndarray:
     return (cc * a + (1.0 - cc) * u).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class LevinOptions:
+    """Options of the Levin fill step.
+
+    Attributes:
+        lam: weight of the hint term against the propagation term.
+        max_pixels: frames larger than this are solved at a reduced size
+            (at most this many pixels) and guided-upsampled (4,000: the
+            setting the engine's benchmarks were measured with).
+        min_confidence: hints under this confidence count as none.
+    """
+
+    lam: float = 100.0
+    max_pixels: int = 4000
+    min_confidence: float = 0.05
+
+
 class LevinFill(ChromaFill):
     """Chroma completion by colorization by optimization (Levin et al., SIGGRAPH 2004).
 
@@ -223,7 +242,8 @@ class LevinFill(ChromaFill):
 
     name = "levin"
 
-    def __init__(self, lam: float = 100.0, max_pixels: int = 40_000, min_confidence: float = 0.05) -> None:
+    def __init__(self, lam: float = LevinOptions.lam, max_pixels: int = LevinOptions.max_pixels,
+                 min_confidence: float = LevinOptions.min_confidence) -> None:
         _check_params(lam, min_confidence)
         if int(max_pixels) < 1:
             raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
@@ -288,3 +308,10 @@ class LevinFill(ChromaFill):
         u_lo = _finish(_colorize_exact(L_lo, a_lo, c_lo, self.lam), a_lo, c_lo)
         guide = np.clip(L / 100.0, 0.0, 1.0).astype(np.float32)
         return guided_upsample(u_lo, guide).astype(np.float64)
+
+
+@register("fill", "levin", options=LevinOptions,
+          description="colorization by optimization (Levin et al. 2004): a sparse solve at reduced size + "
+                      "guided upsampling (no weights; the default)")
+def _make_levin(options: LevinOptions, runtime) -> LevinFill:
+    return LevinFill(options.lam, options.max_pixels, options.min_confidence)

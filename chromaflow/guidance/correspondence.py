@@ -108,6 +108,40 @@ class FrameDescriptor:
         return self.lightness.shape  # type: ignore[return-value]
 
 
+@dataclass(frozen=True)
+class MatcherOptions:
+    """Options of the semantic matcher (references that are not frames of the video).
+
+    Attributes:
+        work_side: longer side of the working size, in pixels.
+        luminance_weight: weight of the lightness disagreement term (per 100
+            L units, in cosine units).
+        top_k: matches averaged per frame cell.
+        temperature: softmax temperature over the top_k scores.
+        feature_weights: weights of the stride-8 and stride-16 cosines in the
+            matching cosine (normalised to sum to 1).
+        score_range: best scores mapped to confidence 0 and 1.
+        ab_spread_scale: colour spread (ab units) at which confidence halves.
+    """
+
+    work_side: int = 256
+    luminance_weight: float = 0.5
+    top_k: int = 8
+    temperature: float = 0.03
+    feature_weights: tuple[float, float] = (0.3, 0.7)
+    score_range: tuple[float, float] = (0.3, 0.8)
+    ab_spread_scale: float = 15.0
+
+    def build(self, runtime=None) -> SemanticMatcher:
+        """The matcher on ``runtime``'s device, reading its shared encoder."""
+        from chromaflow.runtime import default_runtime
+
+        runtime = runtime or default_runtime()
+        return SemanticMatcher(runtime.encoder(), self.work_side, self.luminance_weight, self.top_k,
+                               self.temperature, self.feature_weights, self.score_range, self.ab_spread_scale,
+                               device=runtime.device)
+
+
 class SemanticMatcher:
     """Dense colour transfer from a reference photo to a gray frame by feature matching.
 

@@ -29,6 +29,7 @@ temporal engine carries the colours through the shot.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -41,6 +42,7 @@ import torch
 from chromaflow.color.lab import rgb_to_lab
 from chromaflow.color.upsample import guided_upsample
 from chromaflow.guidance.prompt import ColorPhrase, ParsedPrompt
+from chromaflow.registry import register
 
 #: Words for people: ImageNet has no person class.
 PERSON_WORDS = frozenset(
@@ -384,8 +386,33 @@ def object_phrases(prompt: ParsedPrompt) -> list[ColorPhrase]:
     return list(seen.values())
 
 
-class PromptGrounder:
-    """Finds a prompt's objects in frames with the frozen classifier.
+class Grounder(ABC):
+    """Finds a prompt's objects in gray frames (a ``grounder`` backend).
+
+    Attributes:
+        name: the backend's name.
+        hint_strength: confidence of the hints inside a found mask; tracked
+            masks count where their carried confidence reaches half of it.
+    """
+
+    name: str = "grounder"
+    hint_strength: float = 0.9
+
+    @abstractmethod
+    def matches(self, prompt: ParsedPrompt) -> list[ObjectMatch]:
+        """What each object the prompt gives a colour stands for (one per :func:`object_phrases`)."""
+
+    @abstractmethod
+    def ground(self, gray: np.ndarray, prompt: ParsedPrompt) -> Grounding:
+        """The prompt's objects in one ``(h, w)`` ``uint8`` gray frame, and their hints."""
+
+    def describe(self, matches: Sequence[ObjectMatch]) -> list[str]:
+        """One line per object word for the log (what it matched, or that it cannot be grounded)."""
+        return describe_matches(matches)
+
+
+class PromptGrounder(Grounder):
+    """Finds a prompt's objects in frames with the frozen classifier (class activation maps).
 
     Args:
         encoder: the frozen :class:`~chromaflow.models.efficientnet.EfficientNetLite0Features`.
@@ -394,10 +421,13 @@ class PromptGrounder:
         options: :class:`GroundingOptions`.
     """
 
+    name = "cam"
+
     def __init__(self, encoder: torch.nn.Module, text_encoder, options: GroundingOptions | None = None) -> None:
         self.encoder = encoder
         self.vocabulary = ClassVocabulary(text_encoder)
         self.options = options or GroundingOptions()
+        self.hint_strength = self.options.hint_strength
         self._matches: dict[str, ObjectMatch] = {}
 
     def match(self, word: str) -> ObjectMatch:
@@ -424,9 +454,10 @@ class PromptGrounder:
             s = min(self.options.input_side, max(224, 2 * max(crop.shape))) / max(crop.shape)
             size = (max(32, round(crop.shape[1] * s)), max(32, round(crop.shape[0] * s)))
             small = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
-            head = self.encoder.head_features(gray_input(torch.from_numpy(small)[None]))
+            device = next(self.encoder.parameters()).device
+            head = self.encoder.head_features(gray_input(torch.from_numpy(small)[None].to(device)))
             prob = torch.softmax(self.encoder.fc(head.mean(dim=(2, 3))), -1)[0]
-            out.append((box, head[0].numpy(), prob.numpy()))
+            out.append((box, head[0].float().cpu().numpy(), prob.float().cpu().numpy()))
         return out
 
     def _object_map(self, windows, match: ObjectMatch, shape: tuple[int, int]) -> tuple[np.ndarray, float, tuple[str, ...]]:
@@ -521,3 +552,10 @@ def describe_matches(matches: Sequence[ObjectMatch]) -> list[str]:
         else:
             lines.append(f"'{m.word}': no ImageNet class matches, so its colour is not applied")
     return lines
+
+
+@register("grounder", "cam", options=GroundingOptions,
+          description="class activation maps of the ImageNet classifier on the gray frame, snapped to "
+                      "superpixels; sky as bright smooth regions at the top (no extra weights)")
+def _make_cam_grounder(options: GroundingOptions, runtime) -> PromptGrounder:
+    return PromptGrounder(runtime.encoder(), runtime.text_encoder(), options)

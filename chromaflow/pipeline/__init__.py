@@ -5,19 +5,23 @@ from chromaflow.pipeline.colorize import (
     build_conditions,
     build_engine,
     colorize,
-    select_colorizer,
 )
 from chromaflow.pipeline.engine import EngineOptions, TemporalEngine
-from chromaflow.pipeline.options import ColorizeOptions, ReferenceSpec
+from chromaflow.pipeline.options import Choice, ColorizeOptions, ReferenceSpec, config_to_toml, load_config
+from chromaflow.pipeline.plan import Plan, ShotPlan
 
 __all__ = [
+    "Choice",
     "ColorizeOptions",
     "ColorizeResult",
     "EngineOptions",
-    "TemporalEngine",
-    "build_engine",
+    "Plan",
     "ReferenceSpec",
+    "ShotPlan",
+    "TemporalEngine",
     "build_conditions",
+    "build_engine",
     "colorize",
-    "select_colorizer",
+    "config_to_toml",
+    "load_config",
 ]

@@ -1,4 +1,4 @@
-"""A list of per-frame arrays that spills to disk past a memory budget.
+"""A list of per-frame states that spills to disk past a memory budget.
 
 The temporal engine holds the frames between two anchors; a long gap (two
 references a thousand frames apart) must not make memory grow with it, so
@@ -8,29 +8,38 @@ on access.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
+T = TypeVar("T")
 
-class SpillList:
-    """Append-only list of dicts of numpy arrays (plus plain values), bounded in memory.
+
+class SpillList(Generic[T]):
+    """Append-only list of dataclass items (numpy array fields plus plain values), bounded in memory.
 
     Args:
-        budget_bytes: arrays held in memory at most; later items go to disk.
+        budget_bytes: arrays held in memory at most; later items go to disk
+            (``.npz``, one per item; ``None`` fields are not stored).
     """
 
     def __init__(self, budget_bytes: int = 512 * 2**20) -> None:
         self.budget = budget_bytes
-        self._items: list[dict[str, Any] | Path] = []
+        self._items: list[T | tuple[type, Path]] = []
         self._bytes = 0
         self._dir: Path | None = None
 
-    def append(self, item: dict[str, Any]) -> None:
-        size = sum(v.nbytes for v in item.values() if isinstance(v, np.ndarray))
+    @staticmethod
+    def _fields(item: Any) -> dict[str, Any]:
+        return {f.name: getattr(item, f.name) for f in dataclasses.fields(item)}
+
+    def append(self, item: T) -> None:
+        fields = self._fields(item)
+        size = sum(v.nbytes for v in fields.values() if isinstance(v, np.ndarray))
         if self._bytes + size <= self.budget:
             self._items.append(item)
             self._bytes += size
@@ -38,38 +47,42 @@ class SpillList:
         if self._dir is None:
             self._dir = Path(tempfile.mkdtemp(prefix="chromaflow-spill-"))
         path = self._dir / f"{len(self._items):08d}.npz"
-        arrays = {k: v for k, v in item.items() if isinstance(v, np.ndarray)}
-        scalars = {k: np.asarray(v) for k, v in item.items() if not isinstance(v, np.ndarray)}
-        np.savez(path, **arrays, **{f"__s_{k}": v for k, v in scalars.items()})
-        self._items.append(path)
+        self._save(path, fields)
+        self._items.append((type(item), path))
+
+    @staticmethod
+    def _save(path: Path, fields: dict[str, Any]) -> None:
+        arrays = {k: v for k, v in fields.items() if isinstance(v, np.ndarray)}
+        scalars = {f"__s_{k}": np.asarray(v) for k, v in fields.items()
+                   if v is not None and not isinstance(v, np.ndarray)}
+        np.savez(path, **arrays, **scalars)
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
+    def __getitem__(self, i: int) -> T:
         item = self._items[i]
-        if isinstance(item, Path):
-            with np.load(item) as data:
-                out: dict[str, Any] = {}
+        if isinstance(item, tuple):
+            cls, path = item
+            values: dict[str, Any] = {f.name: None for f in dataclasses.fields(cls)}
+            with np.load(path) as data:
                 for k in data.files:
                     if k.startswith("__s_"):
-                        out[k[4:]] = data[k].item()
+                        values[k[4:]] = data[k].item()
                     else:
-                        out[k] = data[k]
-                return out
+                        values[k] = data[k]
+            return cls(**values)
         return item
 
-    def set(self, i: int, key: str, value: np.ndarray) -> None:
-        """Replace one array of item ``i`` (in memory or on disk)."""
+    def set(self, i: int, name: str, value: Any) -> None:
+        """Replace one field of item ``i`` (in memory or on disk)."""
         item = self._items[i]
-        if isinstance(item, Path):
-            full = self[i]
-            full[key] = value
-            arrays = {k: v for k, v in full.items() if isinstance(v, np.ndarray)}
-            scalars = {f"__s_{k}": np.asarray(v) for k, v in full.items() if not isinstance(v, np.ndarray)}
-            np.savez(item, **arrays, **scalars)
+        if isinstance(item, tuple):
+            full = self._fields(self[i])
+            full[name] = value
+            self._save(item[1], full)
         else:
-            item[key] = value
+            setattr(item, name, value)
 
     def clear(self) -> None:
         self._items.clear()

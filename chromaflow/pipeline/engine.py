@@ -27,44 +27,36 @@ Frames between two anchors wait in a :class:`~chromaflow.pipeline.buffer.SpillLi
 that spills to disk past a budget, so memory does not grow with the video.
 Everything runs at a working resolution; chroma is brought back to full size
 along the luminance edges and composed with the input gray.
+
+The jobs live in their own modules: the plan (:mod:`~chromaflow.pipeline.plan`,
+plain data, JSON), the anchors of each mode (:mod:`~chromaflow.pipeline.anchors`),
+correction (:mod:`~chromaflow.pipeline.correct`), the per-shot propagation and
+the composition (:mod:`~chromaflow.pipeline.propagate`).  This class only
+orchestrates them; given a plan, any subset of its shots can be run on its own
+(``run(..., plan=plan, shots=[i])``) and gives the frames a whole run gives.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Collection, Iterable, Iterator
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from chromaflow.color.lab import compose_rgb, gray_to_lightness, rgb_to_gray, rgb_to_lab
-from chromaflow.color.upsample import guided_upsample
-from chromaflow.colorizers.base import Carried, Colorizer
+from chromaflow.color.lab import gray_to_lightness, rgb_to_gray
+from chromaflow.colorizers.base import Colorizer
 from chromaflow.fill.base import ChromaFill
-from chromaflow.guidance.conditions import Conditions, Reference
+from chromaflow.guidance.conditions import Conditions
 from chromaflow.io.source import Frame, FrameSource, is_probably_color
-from chromaflow.pipeline.buffer import SpillList
-from chromaflow.temporal.keyframes import select_keyframes
-from chromaflow.temporal.propagation import (
-    Track,
-    carry_track,
-    carry_values,
-    fuse,
-    more_reliable,
-    recolor_track,
-    start_track,
-    track_colors,
-    warp_directly,
-)
-from chromaflow.temporal.reliability import step_reliability
-from chromaflow.temporal.shots import Signature, detect_cuts, frame_signature, shot_ranges
+from chromaflow.pipeline.anchors import AnchorStrategy, ColorizerAnchors, ExemplarAnchors, ShotAnchors, working_size
+from chromaflow.pipeline.correct import Corrector
+from chromaflow.pipeline.plan import Plan, make_plan
+from chromaflow.pipeline.propagate import FrameState, ShotPropagation, compose_frame
+from chromaflow.temporal.shots import Signature, frame_signature
 
 log = logging.getLogger("chromaflow")
-
-#: frames of a shot its own palette is made from (``Conditions.palette_per_shot``)
-PALETTE_SAMPLES = 8
 
 
 @dataclass(frozen=True)
@@ -117,28 +109,8 @@ class EngineOptions:
     derive_keyframes: bool = True
 
 
-@dataclass
-class ShotPlan:
-    """The anchors of one shot ``[start, stop)``."""
-
-    start: int
-    stop: int
-    keyframes: list[int]
-    anchors: list[int] = field(default_factory=list)
-    precomputed: set[int] = field(default_factory=set)
-    reference: Reference | None = None  # the reference photo that colours this shot by correspondence
-    conditions: Conditions | None = None  # the shot's own conditions (its own palette), if any
-
-
-@dataclass
-class Plan:
-    n_frames: int
-    shots: list[ShotPlan]
-    is_color: bool
-
-
 class TemporalEngine:
-    """Colours a whole source with temporal consistency.
+    """Colours a whole source (or some shots of it) with temporal consistency.
 
     Args:
         fill: the fill step used for correction.
@@ -146,8 +118,10 @@ class TemporalEngine:
             ``pair(a, b)`` method (see :mod:`chromaflow.temporal.flow`).
         colorizer: colours keyframes when no reference is given.
         matcher: semantic matcher for references that are not frames of the
-            video (built lazily when needed).
+            video, or a zero-argument factory of one (called when first needed).
         options: :class:`EngineOptions`.
+        hints: the prompt's object hints for any colorizer
+            (:class:`~chromaflow.guidance.hints.PromptHints`), or ``None``.
     """
 
     def __init__(
@@ -157,437 +131,136 @@ class TemporalEngine:
         colorizer: Colorizer | None = None,
         matcher=None,
         options: EngineOptions | None = None,
+        hints=None,
     ) -> None:
         self.fill = fill
         self.flow = flow
         self.colorizer = colorizer
-        self._matcher = matcher
+        self.hints = hints
         self.options = options or EngineOptions()
+        if matcher is None:
+            from chromaflow.guidance.correspondence import MatcherOptions
+
+            matcher = MatcherOptions().build
+        if hasattr(matcher, "transfer") and not isinstance(matcher, type):  # an instance, not a factory
+            matcher = (lambda m=matcher: m)
+        self._matcher = matcher
         #: Frames made keyframes during the last run because propagation failed there.
         self.added_keyframes: list[int] = []
         #: ``(frames, total, description) -> frames``: wraps every pass over the
         #: source (the pipeline sets a progress bar here); identity by default.
         self.progress: Callable[[Iterable[Frame], int, str], Iterable[Frame]] = lambda frames, total, desc: frames
 
-    def _frames(self, source: FrameSource, description: str) -> Iterable[Frame]:
-        return self.progress(iter(source), source.info.n_frames, description)
+    def _frames(self, source: FrameSource, description: str, total: int | None = None) -> Iterable[Frame]:
+        return self.progress(iter(source), source.info.n_frames if total is None else total, description)
 
     # ------------------------------------------------------------------ plan
-    def analyse(self, source: FrameSource, conditions: Conditions) -> Plan:
-        """First pass: signatures, shots, keyframes and anchor positions."""
+    def plan(self, source: FrameSource, conditions: Conditions) -> Plan:
+        """The analysis pass: signatures, shots, keyframes and precomputed anchors (plain data)."""
         sigs: list[Signature] = []
         is_color = False
         for frame in self._frames(source, "analysing"):
             if not is_color and frame.index < 3 and is_probably_color(frame.rgb):
                 is_color = True
             sigs.append(frame_signature(self._work_gray(rgb_to_gray(frame.rgb))))
-        n = len(sigs)
-        if n == 0:
-            return Plan(0, [], is_color)
-        cuts = detect_cuts(sigs)
-        ref_frames = sorted({r.frame for r in conditions.references if r.frame is not None and r.frame < n})
-        outside = [k for k in self.options.keyframes if not 0 <= k < n]
-        if outside:
-            log.warning("ignoring keyframes outside the video (frames 0 to %d): %s", n - 1, outside)
-        forced = set(ref_frames) | {k for k in self.options.keyframes if 0 <= k < n}
-        exemplar = bool(conditions.references)
-        shots = []
-        for start, stop in shot_ranges(cuts, n):
-            kf = select_keyframes(sigs[start:stop], start, max_gap=self.options.max_gap, forced=forced)
-            shot = ShotPlan(start, stop, kf)
-            if exemplar:  # reference frames of the shot; none: a keyframe chosen in color_anchors
-                shot.precomputed = {f for f in ref_frames if start <= f < stop}
-            elif self.options.derive_keyframes and self.options.backward:
-                shot.precomputed = {kf[0]}  # the colorizer colours the first; the others are derived
-            else:
-                shot.precomputed = set(kf)
-            shots.append(shot)
-        log.info(
-            "%d frames, %d shot%s, %d keyframes",
-            n,
-            len(shots),
-            "" if len(shots) == 1 else "s",
-            sum(len(s.keyframes) for s in shots),
+        o = self.options
+        return make_plan(
+            sigs, (source.info.width, source.info.height), max_gap=o.max_gap, user_keyframes=o.keyframes,
+            reference_frames=[r.frame for r in conditions.references if r.frame is not None],
+            exemplar=bool(conditions.references), derive_keyframes=o.derive_keyframes, backward=o.backward,
+            is_color=is_color,
         )
-        return Plan(n, shots, is_color)
+
+    analyse = plan
+
+    def strategy(self, conditions: Conditions) -> AnchorStrategy:
+        """The anchor strategy of the mode ``conditions`` select."""
+        corrector = Corrector(self.fill.for_conditions(conditions), self.options)
+        if conditions.references:
+            return ExemplarAnchors(corrector, self.options, conditions.references, self._matcher)
+        if self.colorizer is None:
+            raise ValueError("a colorizer is needed without references")
+        hints = self.hints if self.hints is not None and self.hints.begin(conditions) else None
+        return ColorizerAnchors(corrector, self.options, self.colorizer, hints)
 
     # --------------------------------------------------------------- anchors
     def color_anchors(
-        self, source: FrameSource, plan: Plan, conditions: Conditions
-    ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-        """Colours of the precomputed anchors: ``{frame: (ab, confidence)}`` at working resolution."""
-        need: set[int] = set()
-        for shot in plan.shots:
-            if not conditions.references:  # the colorizer's keyframes
-                need.update(shot.precomputed)
-            elif not shot.precomputed:  # a keyframe is matched to a reference photo
-                need.update(shot.keyframes)
-        per_shot = conditions.palette_per_shot if not conditions.references else None
-        sample_of: dict[int, int] = {}  # frame -> shot, the frames each shot's palette is made from
-        if per_shot is not None:
-            for i, shot in enumerate(plan.shots):
-                n = min(PALETTE_SAMPLES, shot.stop - shot.start)
-                sample_of.update({int(f): i for f in np.linspace(shot.start, shot.stop - 1, n).round()})
+        self, source: FrameSource, plan: Plan, conditions: Conditions, strategy: AnchorStrategy,
+        shots: Collection[int] | None = None,
+    ) -> dict[int, ShotAnchors]:
+        """The anchor stage of the chosen shots (all by default): ``{shot index: ShotAnchors}``."""
+        chosen = range(len(plan.shots)) if shots is None else sorted(shots)
+        need = {i: strategy.frames_needed(plan.shots[i], conditions) for i in chosen}
+        wanted = set().union(*need.values()) if need else set()
         grays: dict[int, np.ndarray] = {}
-        samples: dict[int, list[np.ndarray]] = {}
-        if need or sample_of:
-            wanted = need | set(sample_of)
-            for frame in self._frames(source, "keyframes"):
+        if wanted:
+            last = max(wanted)
+            for frame in self._frames(source, "keyframes", last + 1):
                 if frame.index in wanted:
-                    work = self._work_gray(rgb_to_gray(frame.rgb))
-                    if frame.index in need:
-                        grays[frame.index] = work
-                    if frame.index in sample_of:
-                        samples.setdefault(sample_of[frame.index], []).append(work)
-                    wanted.discard(frame.index)
-                    if not wanted:
-                        break
-        if per_shot is not None:
-            for i, shot in enumerate(plan.shots):
-                shot.conditions = replace(conditions, palette=per_shot(samples[i]))
-                log.info("shot %d (frames %d-%d): palette %s", i + 1, shot.start, shot.stop - 1,
-                         ",".join(shot.conditions.palette.hex()))
-        anchors: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        refs_by_frame = {r.frame: r for r in conditions.references if r.frame is not None}
-        for shot in plan.shots:
-            if conditions.references:
-                if not shot.precomputed:
-                    best, shot.reference = self._best_match(shot.keyframes, grays, conditions.references)
-                    anchors[best] = self._correspondence_colors(grays[best], shot.reference)
-                    shot.precomputed = {best}
-                for f in shot.precomputed:
-                    if f in refs_by_frame:
-                        anchors[f] = self._reference_colors(refs_by_frame[f])
-            else:
-                assert self.colorizer is not None
-                kf = sorted(shot.precomputed)
-                light = np.stack([gray_to_lightness(grays[k]) for k in kf])
-                ab = self.colorizer.colorize(light, kf, shot.conditions or conditions)
-                for k, a in zip(kf, ab):
-                    anchors[k] = (a.astype(np.float32), np.ones(a.shape[:2], np.float32))
-            self._place_anchors(shot, bool(conditions.references) or self.options.derive_keyframes)
-        return anchors
-
-    def _place_anchors(self, shot: ShotPlan, derive: bool) -> None:
-        """Anchors = precomputed ones, plus (``derive``, with backward fusion) the
-        keyframes after the first precomputed anchor, derived from propagation."""
-        anchors = set(shot.precomputed)
-        if derive and self.options.backward:
-            first = min(shot.precomputed)
-            anchors.update(k for k in shot.keyframes if k > first)
-        shot.anchors = sorted(anchors)
-
-    def _reference_colors(self, ref: Reference) -> tuple[np.ndarray, np.ndarray]:
-        h, w = ref.rgb.shape[:2]
-        size = _working_size(w, h, self.options.work_max_side)
-        small = ref.rgb if size == (w, h) else cv2.resize(ref.rgb, size, interpolation=cv2.INTER_AREA)
-        ab = rgb_to_lab(small)[..., 1:]
-        return np.ascontiguousarray(ab), np.ones(ab.shape[:2], np.float32)
-
-    @property
-    def matcher(self):
-        if self._matcher is None:
-            from chromaflow.guidance.correspondence import SemanticMatcher
-
-            self._matcher = SemanticMatcher()
-        return self._matcher
-
-    def _correspondence(self, gray: np.ndarray, ref: Reference) -> tuple[np.ndarray, np.ndarray]:
-        ab, conf = self.matcher.transfer(gray, ref.rgb)
-        h, w = gray.shape
-        if ab.shape[:2] != (h, w):
-            ab = cv2.resize(ab, (w, h), interpolation=cv2.INTER_LINEAR)
-            conf = cv2.resize(conf, (w, h), interpolation=cv2.INTER_LINEAR)
-        return ab.astype(np.float32), np.clip(conf, 0.0, 1.0).astype(np.float32)
-
-    def _correspondence_colors(self, gray: np.ndarray, ref: Reference) -> tuple[np.ndarray, np.ndarray]:
-        ab, conf = self._correspondence(gray, ref)
-        light = gray_to_lightness(gray)
-        hint_conf = np.where(conf >= self.options.correction_threshold, conf, 0.0).astype(np.float32)
-        filled = self.fill.fill(light, ab, hint_conf) if hint_conf.any() else ab
-        return filled.astype(np.float32), np.full(gray.shape, self.options.fill_confidence, np.float32)
-
-    def _best_match(
-        self, keyframes: Sequence[int], grays: dict[int, np.ndarray], refs: Sequence[Reference]
-    ) -> tuple[int, Reference]:
-        """The (keyframe, reference) pair whose global EfficientNet descriptors agree best."""
-        if len(keyframes) == 1 and len(refs) == 1:
-            return keyframes[0], refs[0]
-        matcher = self.matcher
-        frame_desc = [matcher.describe(grays[k]) for k in keyframes]
-        best = (-np.inf, keyframes[0], refs[0])
-        for ref in refs:
-            scores = matcher.rank_frames(frame_desc, matcher.describe(rgb_to_gray(ref.rgb)))
-            i = int(np.argmax(scores))
-            if scores[i] > best[0]:
-                best = (float(scores[i]), keyframes[i], ref)
-        return best[1], best[2]
-
-    @staticmethod
-    def _reference_for(shot: ShotPlan, refs: Sequence[Reference], frame: int) -> Reference:
-        """The reference that helps correct frame ``frame``: the shot's matched photo, else the
-        nearest reference frame in time."""
-        if shot.reference is not None:
-            return shot.reference
-        anchored = [r for r in refs if r.frame is not None]
-        if anchored:
-            return min(anchored, key=lambda r: abs(r.frame - frame))
-        return refs[0]
+                    grays[frame.index] = self._work_gray(rgb_to_gray(frame.rgb))
+                if frame.index >= last:
+                    break
+        return {i: strategy.prepare(plan.shots[i], {f: grays[f] for f in need[i]}, conditions) for i in chosen}
 
     # ----------------------------------------------------------- propagation
-    def run(self, source: FrameSource, conditions: Conditions) -> Iterator[tuple[Frame, np.ndarray]]:
-        """Colour every frame of ``source``; yields ``(frame, rgb)`` in order."""
-        plan = self.analyse(source, conditions)
+    def run(
+        self,
+        source: FrameSource,
+        conditions: Conditions,
+        plan: Plan | None = None,
+        shots: Collection[int] | None = None,
+    ) -> Iterator[tuple[Frame, np.ndarray]]:
+        """Colour the frames of ``source``; yields ``(frame, rgb)`` in order.
+
+        Args:
+            source: the gray (or colour: converted) frames.
+            conditions: references, palette, prompt, seed.
+            plan: the plan of ``source`` (default: made by :meth:`plan`).
+            shots: indices of the plan's shots to colour (default: all); the
+                frames of the other shots are decoded and skipped.  Each shot
+                gives the same frames as in a whole run.
+        """
+        if plan is None:
+            plan = self.plan(source, conditions)
         if plan.is_color:
             log.warning("the input is in color: converting it to grayscale first")
+        self.added_keyframes = []
         if plan.n_frames == 0:
             return
-        anchors = self.color_anchors(source, plan, conditions)
-        self.added_keyframes = []
-        yield from self._propagate(source, plan, anchors, conditions)
+        chosen = set(range(len(plan.shots)) if shots is None else shots)
+        bad = sorted(i for i in chosen if not 0 <= i < len(plan.shots))
+        if bad:
+            raise ValueError(f"the plan has {len(plan.shots)} shots; no shot {bad[0]}")
+        strategy = self.strategy(conditions)
+        anchors = self.color_anchors(source, plan, conditions, strategy, chosen)
+        last = max(plan.shots[i].stop for i in chosen)
+        total = sum(len(plan.shots[i]) for i in chosen)
+        frames = iter(self._frames(source, "colorizing", total if shots is not None else None))
+        for i in sorted(chosen):
+            shot = plan.shots[i]
+            propagation = ShotPropagation(self.flow, strategy.corrector, strategy, self.options)
+            states = self._states(frames, shot.start, shot.stop)
+            for state, ab in propagation.run(states, anchors[i]):
+                yield compose_frame(state, ab)
+            self.added_keyframes.extend(propagation.added_keyframes)
+            if shot.stop >= last:
+                break
+        strategy.finish()
         if self.added_keyframes:
             log.info("%d keyframes added where propagation failed", len(self.added_keyframes))
 
-    def _propagate(
-        self,
-        source: FrameSource,
-        plan: Plan,
-        anchors: dict[int, tuple[np.ndarray, np.ndarray]],
-        conditions: Conditions,
-    ) -> Iterator[tuple[Frame, np.ndarray]]:
-        opts = self.options
-        shot_of = np.zeros(plan.n_frames, np.int64)
-        for i, s in enumerate(plan.shots):
-            shot_of[s.start : s.stop] = i
-        pending = SpillList(opts.memory_budget_mb * 2**20)
-        track: Track | None = None  # forward chain from the last anchor
-        track_anchor: np.ndarray | None = None  # that anchor's chroma
-        prev: dict | None = None
-        last_anchor: int | None = None
-        origin: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        for frame in self._frames(source, "colorizing"):
-            t = frame.index
-            if t >= plan.n_frames:
-                break
-            shot = plan.shots[shot_of[t]]
+    def _states(self, frames: Iterator[Frame], start: int, stop: int) -> Iterator[FrameState]:
+        """The frames ``[start, stop)`` of ``frames`` as fresh states (earlier frames are skipped)."""
+        for frame in frames:
+            if frame.index < start:
+                continue
             gray = rgb_to_gray(frame.rgb)
-            item = {"index": t, "pts": frame.pts, "gray": gray}
-            item["work"] = self._work_gray(gray)
-            item["light"] = gray_to_lightness(item["work"])
-            if t == shot.start:
-                track, track_anchor, prev, last_anchor = None, None, None, None
-                origin = None  # the shot's last anchor coloured before propagation: (gray, ab, confidence)
-            fwd: tuple[np.ndarray, np.ndarray] | None = None
-            if track is not None and prev is not None:
-                f_cur_prev, f_prev_cur = self.flow.pair(item["work"], prev["work"])
-                item["flow_to_prev"], item["flow_from_prev"] = f_cur_prev, f_prev_cur
-                rel, lum = step_reliability(f_cur_prev, f_prev_cur, item["light"], prev["light"])
-                track = carry_track(track, f_cur_prev, rel)
-                ab = track_colors(track, track_anchor)
-                failing = (
-                    opts.correct
-                    and last_anchor is not None
-                    and t - last_anchor >= opts.min_reanchor_gap
-                    and float((track.confidence < opts.correction_threshold).mean()) > opts.reanchor_fraction
-                )
-                if failing and t not in shot.anchors:
-                    # Propagation is failing here: this frame becomes a keyframe.
-                    shot.anchors = sorted([*shot.anchors, t])
-                    self.added_keyframes.append(t)
-                if t not in shot.anchors:
-                    track, ab = self._correct_track(item["light"], track, ab, lum)
-                fwd = (ab, track.confidence)
-            if t in shot.anchors:
-                if t in anchors:
-                    ab_t, conf_t = anchors[t]
-                    origin = (item["work"], ab_t, conf_t)
-                elif self.colorizer is not None and (
-                    fwd is None or t in self.added_keyframes or not opts.derive_keyframes
-                ):
-                    # A keyframe added where propagation failed: the colorizer colours it,
-                    # and the pixels still reliably carried keep their colours.
-                    known = None
-                    if fwd is not None:
-                        keep = (fwd[1] >= opts.correction_threshold).astype(np.float32)
-                        known = (fwd[0][None], keep[None])
-                    ab_t = self.colorizer.colorize(item["light"][None], [t], shot.conditions or conditions, known)
-                    ab_t = ab_t[0].astype(np.float32)
-                    conf_t = np.ones(ab_t.shape[:2], np.float32)
-                else:  # derived anchor: propagated colours, corrected (with correspondence hints)
-                    ref = self._reference_for(shot, conditions.references, t) if conditions.references else None
-                    carried = None
-                    if track is not None and last_anchor is not None:
-                        carried = Carried(last_anchor, functools.partial(carry_values, track))
-                    if fwd is not None and origin is not None and opts.direct_match:
-                        fwd = more_reliable(*fwd, *warp_directly(self.flow, item["work"], *origin))
-                    ab_t, conf_t = self._derive_anchor(item, fwd, ref, shot.conditions or conditions, carried)
-                if len(pending):
-                    yield from self._flush(pending, (ab_t, conf_t), item, last_anchor, t)
-                    pending.clear()
-                track, track_anchor = start_track(ab_t, conf_t), ab_t
-                last_anchor = t
-                yield self._emit(item, ab_t)
-            elif any(a > t for a in shot.anchors) and (opts.backward or last_anchor is None):
-                if fwd is not None:
-                    item["ab_fwd"], item["conf_fwd"] = fwd
-                pending.append(item)
-            else:
-                ab = fwd[0] if fwd is not None else np.zeros(item["light"].shape + (2,), np.float32)
-                yield self._emit(item, ab)
-            prev = {"work": item["work"], "light": item["light"]}
-        # The source ended before the anchor these frames waited for (it decoded fewer
-        # frames than the analysis pass saw): emit them with what they have.
-        for i in range(len(pending)):
-            item = pending[i]
-            yield self._emit(item, item.get("ab_fwd", np.zeros(item["light"].shape + (2,), np.float32)))
-        pending.clear()
-
-    def _flush(
-        self,
-        pending: SpillList,
-        anchor: tuple[np.ndarray, np.ndarray],
-        anchor_item: dict,
-        last_anchor: int | None,
-        anchor_index: int,
-    ) -> Iterator[tuple[Frame, np.ndarray]]:
-        """Carry the anchor's colours backward through the pending frames, fuse, emit in order.
-
-        Where a forward candidate exists it was corrected already; the backward
-        candidate is then only carried (its unreliable pixels weigh nothing in
-        the fusion), which halves the fill work.
-        """
-        anchor_ab = anchor[0]
-        track = start_track(*anchor)
-        nxt = anchor_item
-        for i in range(len(pending) - 1, -1, -1):
-            item = pending[i]
-            if "flow_to_prev" in nxt and nxt["index"] == item["index"] + 1:
-                f_item_nxt, f_nxt_item = nxt["flow_from_prev"], nxt["flow_to_prev"]
-            else:
-                f_item_nxt, f_nxt_item = self.flow.pair(item["work"], nxt["work"])
-            rel, lum = step_reliability(f_item_nxt, f_nxt_item, item["light"], nxt["light"])
-            track = carry_track(track, f_item_nxt, rel)
-            ab = track_colors(track, anchor_ab)
-            if "ab_fwd" not in item:  # backward only: this chain must correct itself
-                track, ab = self._correct_track(item["light"], track, ab, lum)
-            pending.set(i, "ab_bwd", ab)
-            pending.set(i, "conf_bwd", track.confidence)
-            nxt = item
-        for i in range(len(pending)):
-            item = pending[i]
-            t = item["index"]
-            if "ab_fwd" in item and last_anchor is not None:
-                ab_t, _ = fuse(
-                    item["ab_fwd"], item["conf_fwd"], t - last_anchor, item["ab_bwd"], item["conf_bwd"], anchor_index - t
-                )
-            else:
-                ab_t = item["ab_bwd"]
-            yield self._emit(item, ab_t)
-
-    def _correct_track(
-        self, light: np.ndarray, track: Track, ab: np.ndarray, agreement: np.ndarray | None = None
-    ) -> tuple[Track, np.ndarray]:
-        """Correct a track's colours; re-coloured pixels carry their new colour from now on."""
-        out, replaced = self._correct(light, ab, track.confidence, agreement=agreement)
-        if replaced is None:
-            return track, ab
-        return recolor_track(track, out, replaced, self.options.fill_confidence), out
-
-    def _derive_anchor(
-        self,
-        item: dict,
-        fwd: tuple[np.ndarray, np.ndarray] | None,
-        ref: Reference | None,
-        conditions: Conditions,
-        carried: Carried | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        if fwd is None:
-            assert ref is not None
-            return self._correspondence_colors(item["work"], ref)
-        ab, conf = fwd
-        opts = self.options
-        extra = None
-        if ref is None and self.colorizer is not None and opts.correct:
-            # What the colorizer asks for here (a prompt's objects, wherever they are
-            # now): where it is sure, its hints win over the carried colours.
-            extra = self.colorizer.hints(item["light"], int(item["index"]), conditions, carried)
-            if extra is not None:
-                conf = np.where(extra[1] >= opts.correction_threshold, 0.0, conf).astype(np.float32)
-        elif ref is not None and opts.correct and (conf < opts.correction_threshold).mean() >= opts.min_correction_fraction:
-            extra = self._correspondence(item["work"], ref)
-        out, replaced = self._correct(item["light"], ab, conf, extra)
-        if replaced is None:
-            return ab, conf
-        return out, np.where(replaced, self.options.fill_confidence, conf).astype(np.float32)
-
-    def _correct(
-        self,
-        light: np.ndarray,
-        ab: np.ndarray,
-        conf: np.ndarray,
-        extra: tuple[np.ndarray, np.ndarray] | None = None,
-        agreement: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Re-colour pixels whose confidence is under the threshold from the reliable ones.
-
-        Args:
-            light: ``(h, w)`` L; ``ab``: ``(h, w, 2)`` chroma; ``conf``: ``(h, w)`` confidence.
-            extra: optional ``(ab, confidence)`` hints (semantic correspondence)
-                used where the propagated colours are unreliable.
-            agreement: optional ``(h, w)`` luminance agreement of the last
-                propagation step; an unreliable pixel whose carried lightness
-                still matches keeps its colour as a hint of weight
-                ``weak_hint * agreement``.
-
-        Returns:
-            ``(ab, replaced)``: the corrected chroma (reliable pixels unchanged)
-            and the mask of re-coloured pixels, or ``(ab, None)`` when nothing
-            was done.
-        """
-        opts = self.options
-        if not opts.correct:
-            return ab, None
-        reliable = conf >= opts.correction_threshold
-        # An unreliable pixel whose carried lightness still matches (a fast motion
-        # or a flow error broke the chain, the surface is the same) keeps its colour
-        # as a weak hint; new content (lightness changed) takes it from neighbours.
-        if agreement is not None:
-            new_content = ~reliable & (agreement < 0.5)
-            weak = opts.weak_hint * agreement
-        else:
-            new_content = ~reliable
-            weak = 0.0
-        if new_content.mean() < opts.min_correction_fraction and extra is None:
-            return ab, None
-        hint_ab = ab
-        hint_conf = np.where(reliable, conf, weak).astype(np.float32)
-        if extra is not None:
-            x_ab, x_conf = extra
-            use = ~reliable & (x_conf >= opts.correction_threshold)
-            hint_ab = np.where(use[..., None], x_ab, ab).astype(np.float32)
-            hint_conf = np.where(use, np.maximum(hint_conf, 0.5 * x_conf), hint_conf).astype(np.float32)
-        if not hint_conf.any():
-            return ab, None
-        filled = self.fill.fill(light, hint_ab, hint_conf)
-        out = np.where(reliable[..., None], ab, filled).astype(np.float32)  # reliable pixels stay exactly
-        return out, ~reliable
-
-    def _emit(self, item: dict, ab: np.ndarray) -> tuple[Frame, np.ndarray]:
-        gray = item["gray"]
-        if ab.shape[:2] != gray.shape:
-            ab = guided_upsample(ab, gray)
-        rgb = compose_rgb(gray, ab)
-        gray3 = np.broadcast_to(gray[..., None], gray.shape + (3,))  # a view: no per-frame copy
-        return Frame(int(item["index"]), gray3, int(item["pts"])), rgb
+            work = self._work_gray(gray)
+            yield FrameState(frame.index, frame.pts, gray, work, gray_to_lightness(work))
+            if frame.index >= stop - 1:
+                return
 
     def _work_gray(self, gray: np.ndarray) -> np.ndarray:
         h, w = gray.shape
-        size = _working_size(w, h, self.options.work_max_side)
+        size = working_size(w, h, self.options.work_max_side)
         return gray if size == (w, h) else cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
-
-
-def _working_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
-    if max_side is None or max(width, height) <= max_side:
-        return width, height
-    scale = max_side / max(width, height)
-    return max(1, round(width * scale)), max(1, round(height * scale))

@@ -112,12 +112,12 @@ class DDIMSampler:
             ``(B, C, H, W)`` clean sample, equal to ``known`` where the mask is 1.
         """
         o = self.options
-        x = torch.randn(shape, generator=generator) * o.temperature
-        levels = torch.linspace(1.0, 0.0, o.steps + 1)
+        x = torch.randn(shape, generator=generator, device=generator.device) * o.temperature
+        levels = torch.linspace(1.0, 0.0, o.steps + 1, device=generator.device)
         x0 = x
         for i in range(o.steps):
             t, t_next = levels[i], levels[i + 1]
-            tb = torch.full((shape[0],), float(t))
+            tb = torch.full((shape[0],), float(t), device=generator.device)
             x0 = self.guided(denoise, x, tb, use_palette, use_text)
             if i == o.steps - 1:
                 break
@@ -126,9 +126,9 @@ class DDIMSampler:
             sigma = o.eta * ((1 - a_next) / (1 - a)).sqrt() * (1 - a / a_next).clamp(min=0).sqrt()
             x = a_next.sqrt() * x0 + (1 - a_next - sigma**2).clamp(min=0).sqrt() * eps
             if o.eta > 0:
-                x = x + sigma * o.temperature * torch.randn(shape, generator=generator)
+                x = x + sigma * o.temperature * torch.randn(shape, generator=generator, device=generator.device)
             if known is not None and known_mask is not None:
-                noised = q_sample(known, t_next.expand(shape[0]), torch.randn(shape, generator=generator))
+                noised = q_sample(known, t_next.expand(shape[0]), torch.randn(shape, generator=generator, device=generator.device))
                 x = known_mask * noised + (1 - known_mask) * x
         if known is not None and known_mask is not None:
             x0 = known_mask * known + (1 - known_mask) * x0

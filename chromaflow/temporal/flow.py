@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from chromaflow.registry import register
 
 #: Preset name -> OpenCV DIS preset constant.
 PRESETS: dict[str, int] = {
@@ -253,14 +256,94 @@ class RAFTFlow(FlowEstimator):
 _RAFT_SUFFIXES = (".pth", ".pt")
 
 
+@dataclass(frozen=True)
+class DISOptions:
+    """Options of the DIS flow.
+
+    Attributes:
+        preset: ``ultrafast``, ``fast`` or ``medium``.
+        max_side: compute the flow on copies with the longer side at most this
+            (pixels); unset: at the engine's working resolution.
+    """
+
+    preset: str = "medium"
+    max_side: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.preset.lower() not in PRESETS:
+            raise ValueError(f"unknown DIS preset {self.preset!r}; choose from {', '.join(sorted(PRESETS))}")
+
+
+@dataclass(frozen=True)
+class RAFTOptions:
+    """Options of the RAFT flow.
+
+    Attributes:
+        weights: path of an official RAFT checkpoint (``raft-things.pth``,
+            ``raft-small.pth``, ...); nothing is downloaded.
+        iters: recurrent refinement iterations (official default 12).
+        max_side: compute the flow on copies with the longer side at most this (pixels).
+        small: RAFT-small (true) or full RAFT (false); unset: read from the checkpoint.
+    """
+
+    weights: str | None = None
+    iters: int = 12
+    max_side: int | None = 512
+    small: bool | None = None
+
+
+def _raft_check(options: RAFTOptions) -> str | None:
+    if options.weights is None:
+        return "give the checkpoint: --flow path/to/raft-things.pth (or [flow.raft] weights in the config)"
+    if not Path(options.weights).expanduser().is_file():
+        return f"RAFT checkpoint not found: {options.weights}"
+    return None
+
+
+@register("flow", "dis", options=DISOptions,
+          description="OpenCV DIS optical flow (Kroeger et al. 2016), no weights (the default)")
+def _make_dis(options: DISOptions, runtime) -> DISFlow:
+    return DISFlow(options.preset, options.max_side)
+
+
+@register("flow", "raft", options=RAFTOptions, packages=("torch",), check=_raft_check, licence="BSD-3-Clause",
+          description="RAFT (Teed & Deng 2020) from an official checkpoint you have (nothing is downloaded)")
+def _make_raft(options: RAFTOptions, runtime) -> RAFTFlow:
+    reason = _raft_check(options)
+    if reason:
+        raise ValueError(reason)
+    return RAFTFlow(Path(options.weights).expanduser(), iters=options.iters, max_side=options.max_side,
+                    small=options.small, device=str(runtime.device))
+
+
+def parse_flow_spec(spec: str | os.PathLike) -> tuple[str, object | None]:
+    """``(backend name, options or None)`` for a ``--flow`` value.
+
+    ``"dis"`` and ``"dis:<preset>"`` give DIS with that preset, a path ending
+    in ``.pth`` / ``.pt`` (or ``"raft:PATH"``) gives RAFT with that
+    checkpoint; any other text is taken as a registered flow backend's name
+    (its options then come from the configuration).
+
+    Raises:
+        ValueError: an unknown DIS preset.
+    """
+    text = os.fspath(spec).strip()
+    key = text.lower()
+    if key.startswith("dis:"):
+        return "dis", DISOptions(preset=key[4:])
+    path_text = text[5:] if key.startswith("raft:") else text
+    if key.startswith("raft:") or path_text.lower().endswith(_RAFT_SUFFIXES):
+        return "raft", RAFTOptions(weights=str(Path(path_text).expanduser()))
+    return text, None
+
+
 def load_flow_estimator(spec: str | os.PathLike, **kwargs) -> FlowEstimator:
-    """Build a flow estimator from a short spec.
+    """Build a flow estimator from a short spec (see :func:`parse_flow_spec`), on the CPU.
 
     Args:
-        spec: ``"dis"`` (DIS, preset ``medium``), ``"dis:ultrafast"``,
-            ``"dis:fast"``, ``"dis:medium"``, or the path of a local RAFT
-            checkpoint ending in ``.pth`` / ``.pt`` (optionally written
-            ``"raft:PATH"``).
+        spec: ``"dis"``, ``"dis:ultrafast"``, ``"dis:fast"``, ``"dis:medium"``,
+            or the path of a local RAFT checkpoint (``.pth`` / ``.pt``,
+            optionally written ``"raft:PATH"``).
         **kwargs: passed to the estimator's constructor (e.g. ``max_side``;
             ``iters`` / ``small`` / ``device`` for RAFT).
 
@@ -268,19 +351,15 @@ def load_flow_estimator(spec: str | os.PathLike, **kwargs) -> FlowEstimator:
         ValueError: unknown spec or DIS preset, or a missing / invalid
             checkpoint file (one-line message).
     """
-    text = os.fspath(spec).strip()
-    key = text.lower()
-    if key == "dis":
-        return DISFlow("medium", **kwargs)
-    if key.startswith("dis:"):
-        return DISFlow(key[4:], **kwargs)
-    path_text = text[5:] if key.startswith("raft:") else text
-    if key.startswith("raft:") or path_text.lower().endswith(_RAFT_SUFFIXES):
-        path = Path(path_text).expanduser()
+    name, options = parse_flow_spec(spec)
+    if name.lower() == "dis":
+        return DISFlow(options.preset if options is not None else "medium", **kwargs)
+    if name == "raft" and options is not None:
+        path = Path(options.weights)
         if not path.is_file():
             raise ValueError(f"RAFT checkpoint not found: {path}")
         return RAFTFlow(path, **kwargs)
     raise ValueError(
-        f"unknown flow estimator {text!r}; use 'dis', 'dis:<preset>' "
+        f"unknown flow estimator {os.fspath(spec)!r}; use 'dis', 'dis:<preset>' "
         f"(presets: {', '.join(sorted(PRESETS))}) or a RAFT checkpoint path (.pth)"
     )
