@@ -53,7 +53,7 @@ def test_colorize_happy_path(clips, out_dir: Path) -> None:
     out = out_dir / "colored.mp4"
     r = invoke("colorize", clips.gray_audio_video, "-o", out, "--reference", clips.reference, "--reference-frame", "0")
     assert r.exit_code == 0, r.output
-    assert list_dir(out_dir) == ["colored.mp4"]
+    assert list_dir(out_dir) == ["colored.mp4", "colored.mp4.chromaflow.toml"]
     assert len(read_frames(out)) == N_FRAMES
     assert "wrote" in r.stderr and "Traceback" not in r.output
 
@@ -131,7 +131,7 @@ def test_existing_output_needs_overwrite(clips, out_dir: Path) -> None:
 
     r = invoke("colorize", clips.gray_video, "-o", out, *_ref_args(clips), "--overwrite")
     assert r.exit_code == 0, r.output
-    assert list_dir(out_dir) == ["o.mp4"]
+    assert list_dir(out_dir) == ["o.mp4", "o.mp4.chromaflow.toml"]
     assert len(read_frames(out)) == N_FRAMES
 
 

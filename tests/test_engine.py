@@ -17,16 +17,29 @@ from chromaflow.io.source import ArraySource
 from chromaflow.metrics import psnr
 from chromaflow.pipeline.colorize import build_engine
 from chromaflow.pipeline.engine import EngineOptions
+from chromaflow.pipeline.options import Choice, ColorizeOptions
 from chromaflow.samplers.ddim import SamplerOptions
+from chromaflow.temporal.flow import parse_flow_spec
 
 
 def _gray3(rgb: np.ndarray) -> np.ndarray:
     return np.repeat(rgb_to_gray(rgb)[..., None], 3, axis=2)
 
 
+def _engine(conditions, options=None, flow="dis", model=None, fill="levin"):
+    """The engine the pipeline builds for these settings (the registered backends, production settings)."""
+    from chromaflow.fill.model import ModelFillOptions
+
+    run = ColorizeOptions(engine=options or EngineOptions(), fill=fill, flow=Choice(*parse_flow_spec(flow)))
+    if model is not None:
+        run = ColorizeOptions(engine=run.engine, flow=run.flow, colorizer=Choice("model", model),
+                              fill=Choice("model", ModelFillOptions(model=model)) if fill == "model" else fill)
+    return build_engine(run, conditions)
+
+
 def _run(frames_rgb, conditions, options=None, flow="dis", model=None, fill="levin"):
     src = ArraySource([_gray3(f) for f in frames_rgb])
-    engine = build_engine(conditions, options or EngineOptions(), flow, model=model, fill=fill)
+    engine = _engine(conditions, options, flow, model, fill)
     out = list(engine.run(src, conditions))
     return engine, out
 
@@ -124,7 +137,7 @@ def test_memory_budget_spills_to_disk_with_the_same_result(clip):
 
 def test_user_keyframes_and_outside_keyframes(clip, caplog, tiny_model):
     cond = Conditions(palette=parse_hex_list("#e62828,#1e28aa"))
-    engine = build_engine(cond, EngineOptions(keyframes=(5, 99)), model=ModelOptions(weights=str(tiny_model)))
+    engine = _engine(cond, EngineOptions(keyframes=(5, 99)), model=ModelOptions(weights=str(tiny_model)))
     with caplog.at_level(logging.WARNING, logger="chromaflow"):
         plan = engine.analyse(ArraySource([_gray3(f) for f in clip]), cond)
     assert 5 in plan.shots[0].keyframes
@@ -142,14 +155,14 @@ def test_keyframe_added_where_propagation_fails(clip, monkeypatch):
     """Halfway the scene changes; with the cut detector and the keyframe selection blinded
     (only the first and last frame are keyframes), propagation fails at the change and the
     engine makes that frame a keyframe."""
-    import chromaflow.pipeline.engine as engine_module
+    import chromaflow.pipeline.plan as plan_module
 
     frames = clip[:12] + [np.ascontiguousarray(np.roll(255 - f, 9, axis=1)) for f in clip[:12]]
     cond = Conditions(references=(Reference(clip[0], frame=0),))
     src = ArraySource([_gray3(f) for f in frames])
-    monkeypatch.setattr(engine_module, "detect_cuts", lambda sigs: [0])
-    monkeypatch.setattr(engine_module, "select_keyframes", lambda sigs, start, **kw: [start, start + len(sigs) - 1])
-    engine = build_engine(cond, EngineOptions(), fill="levin")
+    monkeypatch.setattr(plan_module, "detect_cuts", lambda sigs: [0])
+    monkeypatch.setattr(plan_module, "select_keyframes", lambda sigs, start, **kw: [start, start + len(sigs) - 1])
+    engine = _engine(cond, EngineOptions(), fill="levin")
     out = list(engine.run(src, cond))
     assert [f.index for f, _ in out] == list(range(len(frames)))
     assert any(12 <= k <= 14 for k in engine.added_keyframes), engine.added_keyframes
@@ -163,7 +176,7 @@ def test_colorizer_colours_only_the_first_keyframe_when_deriving(clip, tiny_mode
     model = ModelOptions(weights=str(tiny_model), sampler=SamplerOptions(steps=2))
     coloured = {}
     for derive in (True, False):
-        engine = build_engine(cond, EngineOptions(derive_keyframes=derive, max_gap=4), model=model)
+        engine = _engine(cond, EngineOptions(derive_keyframes=derive, max_gap=4), model=model)
         calls = []
         original = engine.colorizer.colorize
         engine.colorizer.colorize = lambda light, idx, c, *a, _o=original, _calls=calls: (_calls.extend(idx), _o(light, idx, c, *a))[1]
@@ -172,42 +185,67 @@ def test_colorizer_colours_only_the_first_keyframe_when_deriving(clip, tiny_mode
         coloured[derive] = sorted(set(calls) - set(engine.added_keyframes))
         keyframes = engine.analyse(ArraySource([_gray3(f) for f in clip]), cond).shots[0].keyframes
     assert coloured[True] == [0]
-    assert coloured[False] == keyframes and len(keyframes) > 2
+    assert coloured[False] == list(keyframes) and len(keyframes) > 2
 
 
-class _GrayWithRedHints(Colorizer):
-    """Colours keyframes gray; its hints (as a prompt's objects would) ask for red everywhere."""
+class _Gray(Colorizer):
+    """Colours keyframes gray."""
+
+    name = "gray"
+
+    def colorize(self, lightness, frame_indices, conditions, known=None):
+        return np.zeros(lightness.shape + (2,), np.float32)
+
+
+class _RedEverywhere:
+    """A grounder that finds the prompt's object everywhere (hints_on) or nowhere."""
 
     name = "stub"
+    hint_strength = 0.9
 
     def __init__(self, hints_on: bool) -> None:
         self.hints_on = hints_on
-        self.hinted: list[int] = []
-        self.known: list = []
 
-    def colorize(self, lightness, frame_indices, conditions, known=None):
-        self.known.append(known)
-        return np.zeros(lightness.shape + (2,), np.float32)
+    def matches(self, prompt):
+        from chromaflow.guidance.grounding import ObjectMatch
 
-    def hints(self, lightness, frame_index, conditions, carried=None):
-        self.hinted.append(frame_index)
-        assert carried is not None and carried.anchor < frame_index  # derived anchors know where they come from
-        values, trust = carried.sample(np.ones(lightness.shape, np.float32))
-        assert values.shape == trust.shape == lightness.shape
-        if not self.hints_on:
-            return None
-        ab = np.zeros(lightness.shape + (2,), np.float32)
+        return [ObjectMatch("disc", (1,), (1.0,))]
+
+    def describe(self, matches):
+        return ["'disc': everywhere"]
+
+    def ground(self, gray, prompt):
+        from chromaflow.guidance.grounding import Grounding
+
+        ab = np.zeros(gray.shape + (2,), np.float32)
         ab[...] = (60.0, 40.0)
-        return ab, np.full(lightness.shape, 0.9, np.float32)
+        conf = np.full(gray.shape, 0.9 if self.hints_on else 0.0, np.float32)
+        return Grounding((), ab, conf)
 
 
-def test_derived_keyframes_take_the_colorizers_hints(clip):
-    """The disc appears halfway; the derived keyframes colour it from the colorizer's
-    hints (as a prompt's object colours would), not only from its gray neighbours."""
-    from chromaflow.fill.levin import LevinFill
+def _recording_hints():
+    from chromaflow.guidance.hints import PromptHints
+
+    class Recording(PromptHints):
+        def __init__(self, grounder):
+            super().__init__(grounder)
+            self.asked = []
+
+        def at(self, lightness, frame_index, carried=None):
+            self.asked.append((frame_index, carried))
+            return super().at(lightness, frame_index, carried)
+
+    return Recording
+
+
+def test_derived_keyframes_take_the_prompt_hints(clip):
+    """The disc appears halfway; the derived keyframes colour it from the prompt's hints
+    (the engine's hint provider, for any colorizer), not only from its gray neighbours."""
+    from chromaflow.fill.levin import LevinFill, LevinOptions
     from chromaflow.pipeline.engine import TemporalEngine
     from chromaflow.temporal.flow import load_flow_estimator
 
+    _Recording = _recording_hints()
     frames = [f.copy() for f in make_clip_frames(12)]
     background = make_clip_frames(12)[0][40:60, 60:96].copy()
     for f in frames[:6]:
@@ -215,11 +253,16 @@ def test_derived_keyframes_take_the_colorizers_hints(clip):
     cond = Conditions(prompt="a red disc")
     a_in_disc = {}
     for hints_on in (False, True):
-        stub = _GrayWithRedHints(hints_on)
-        engine = TemporalEngine(LevinFill(), load_flow_estimator("dis"), stub, options=EngineOptions(max_gap=4))
+        hints = _Recording(_RedEverywhere(hints_on))
+        asked = hints.asked
+        fill = LevinFill(**vars(LevinOptions()))
+        engine = TemporalEngine(fill, load_flow_estimator("dis"), _Gray(), options=EngineOptions(max_gap=4),
+                                hints=hints)
         out = list(engine.run(ArraySource([_gray3(f) for f in frames]), cond))
         assert len(out) == len(frames)
-        assert stub.hinted and min(stub.hinted) > 0  # asked only for derived keyframes
+        assert asked[0] == (0, None)  # the colorizer's keyframe, then the derived ones
+        derived = asked[1:]
+        assert derived and all(c is not None and c.anchor < f for f, c in derived)  # they know where they come from
         cx, cy = 78 - 2 * 9, 50
         a_in_disc[hints_on] = float(rgb_to_lab(out[9][1])[cy - 3 : cy + 4, cx - 3 : cx + 4, 1].mean())
     assert a_in_disc[True] > a_in_disc[False] + 10, a_in_disc
@@ -239,7 +282,7 @@ def test_palette_per_shot(clip, tiny_model):
 
     cond = Conditions(palette_per_shot=palette_of)
     model = ModelOptions(weights=str(tiny_model), sampler=SamplerOptions(steps=2))
-    engine = build_engine(cond, EngineOptions(), model=model)
+    engine = _engine(cond, EngineOptions(), model=model)
     palettes = {}
     original = engine.colorizer.colorize
 
@@ -294,7 +337,7 @@ def test_direct_match_brings_back_colours_hidden_on_the_way(mode):
     """The chain loses the square while the bar hides it; one flow from the anchor coloured
     first (the reference frame, or the colorizer's keyframe) straight to a later keyframe
     finds it again."""
-    from chromaflow.fill.levin import LevinFill
+    from chromaflow.fill.levin import LevinFill, LevinOptions
     from chromaflow.pipeline.engine import TemporalEngine
     from chromaflow.temporal.flow import load_flow_estimator
 
@@ -306,7 +349,8 @@ def test_direct_match_brings_back_colours_hidden_on_the_way(mode):
 
     def square_error(direct: bool) -> float:
         options = EngineOptions(max_gap=5, direct_match=direct)
-        engine = TemporalEngine(LevinFill(), load_flow_estimator("dis"), colorizer, options=options)
+        engine = TemporalEngine(LevinFill(**vars(LevinOptions())), load_flow_estimator("dis"), colorizer,
+                                options=options)
         out = list(engine.run(ArraySource([_gray3(f) for f in clip]), cond))
         after = [(rgb, gt) for (_, rgb), gt in zip(out, clip)][10:]  # the bar has gone
         return float(np.mean([np.abs(rgb_to_lab(o)[22:42, 38:58, 1:] - rgb_to_lab(g)[22:42, 38:58, 1:]).mean()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import zlib
 
 import cv2
@@ -12,6 +13,7 @@ from chromaflow.color.lab import rgb_to_lab
 from chromaflow.guidance.grounding import (
     PERSON_CLASSES,
     ClassVocabulary,
+    Grounder,
     GroundingOptions,
     PromptGrounder,
     class_activation_map,
@@ -214,8 +216,10 @@ def test_grounding_writer(grounder, tmp_path):
         GroundingWriter(tmp_path / "file")
 
 
-class _OnceGrounder:
+class _OnceGrounder(Grounder):
     """Finds the prompt's object (left half of the frame) only in the frames listed."""
+
+    name = "once"
 
     def __init__(self, frames_with_object, vocabulary_matches):
         self.frames = set(frames_with_object)
@@ -238,27 +242,47 @@ class _OnceGrounder:
         return Grounding((GroundedObject(phrase, self._matches[0], mask, 1.0, ()),), ab, conf)
 
 
-def test_model_colorizer_tracks_masks_between_anchors(tiny_model):
+def test_prompt_hints_track_masks_between_anchors():
     from chromaflow.colorizers.base import Carried
-    from chromaflow.colorizers.chroma_model import ChromaModel, ModelColorizer, ModelOptions
     from chromaflow.guidance.conditions import Conditions
     from chromaflow.guidance.grounding import ObjectMatch
+    from chromaflow.guidance.hints import PromptHints
 
-    model = ChromaModel.load(ModelOptions(weights=str(tiny_model)))
     seen = []
-    col = ModelColorizer(model, on_grounding=lambda f, g, gr: seen.append((f, float(gr.hint_conf.mean()))))
-    col._grounder = _OnceGrounder({0}, [ObjectMatch("car", (817,), (1.0,))])
-    cond = Conditions(prompt="a red car")
+    hints = PromptHints(_OnceGrounder({0}, [ObjectMatch("car", (817,), (1.0,))]),
+                        on_grounding=lambda f, g, gr: seen.append((f, float(gr.hint_conf.mean()))))
+    assert hints.begin(Conditions(prompt="a red car"))
     light = np.full((24, 32), 50.0, np.float32)
-    first = col.hints(light, 0, cond)
+    first = hints.at(light, 0)
     assert first is not None and first[1][:, :16].min() == pytest.approx(0.9) and not first[1][:, 16:].any()
     still = Carried(0, lambda x: (x, np.ones(light.shape, np.float32)))  # nothing moved, all reliable
-    tracked = col.hints(light, 8, cond, still)  # grounding misses the object here: the tracked mask stands
+    tracked = hints.at(light, 8, still)  # grounding misses the object here: the tracked mask stands
     assert tracked is not None and np.allclose(tracked[0], first[0]) and np.allclose(tracked[1], first[1])
     lost = Carried(8, lambda x: (x, np.zeros(light.shape, np.float32)))  # the motion cannot be trusted
-    assert col.hints(light, 16, cond, lost) is None
-    assert col.hints(light, 24, cond, Carried(3, still.sample)) is None  # no hints were made at frame 3
+    assert hints.at(light, 16, lost) is None
+    assert hints.at(light, 24, Carried(3, still.sample)) is None  # no hints were made at frame 3
     assert [f for f, _ in seen] == [0, 8, 16, 24] and seen[1][1] == pytest.approx(seen[0][1])
+    memory = hints.memory()  # a shot's memory can be restored (a shot run on its own)
+    hints.start_shot()
+    assert hints.at(light, 32, Carried(8, still.sample)) is None
+    hints.start_shot(memory)
+    assert hints.at(light, 40, Carried(8, still.sample)) is not None
+
+
+def test_prompt_hints_report_objects_never_found(caplog):
+    from chromaflow.guidance.conditions import Conditions
+    from chromaflow.guidance.grounding import ObjectMatch
+    from chromaflow.guidance.hints import PromptHints
+
+    hints = PromptHints(_OnceGrounder(set(), [ObjectMatch("car", (817,), (1.0,))]))
+    assert hints.begin(Conditions(prompt="a red car"))
+    assert not PromptHints(_OnceGrounder(set(), [])).begin(Conditions(prompt="warm red tones"))  # no object
+    light = np.full((24, 32), 50.0, np.float32)
+    for f in range(3):
+        assert hints.at(light, f) is None
+    with caplog.at_level(logging.INFO, logger="chromaflow"):
+        hints.finish()
+    assert any("'car' was not found on any of the 3 grounded frames" in r.getMessage() for r in caplog.records)
 
 
 def test_prompt_objects_change_only_their_surroundings(tiny_model):
@@ -269,17 +293,19 @@ def test_prompt_objects_change_only_their_surroundings(tiny_model):
     from chromaflow.colorizers.chroma_model import ChromaModel, ModelColorizer, ModelOptions
     from chromaflow.guidance.conditions import Conditions
     from chromaflow.guidance.grounding import ObjectMatch
+    from chromaflow.guidance.hints import PromptHints
 
     model = ChromaModel.load(ModelOptions(weights=str(tiny_model)))
     col = ModelColorizer(model)
-    col._grounder = _OnceGrounder({0}, [ObjectMatch("car", (817,), (1.0,))])  # the object: columns 0-31
+    hints = PromptHints(_OnceGrounder({0}, [ObjectMatch("car", (817,), (1.0,))]))  # the object: columns 0-31
     rng = np.random.default_rng(0)
     light = np.clip(rng.normal(50, 15, (1, 32, 64)), 0, 100).astype(np.float32)
     known_conf = np.zeros((1, 32, 64), np.float32)
     known_conf[:, ::2, 44:] = 1.0  # carried colours on every other row of the right part
     known = (rng.normal(0, 20, (1, 32, 64, 2)).astype(np.float32), known_conf)
     cond = Conditions(prompt="a red car", seed=3)
-    out = col.colorize(light, [0], cond, known)
+    assert hints.begin(cond)
+    out = hints.colorize(col, light, [0], cond, known)
     base = model.predict(light, replace(col.guidance_for(cond), text=None), *known)
     assert np.allclose(out[0][::2, 44:], known[0][0][::2, 44:])  # carried colours kept
     assert np.allclose(out[0][1::2, 44:], base[0][1::2, 44:], atol=1e-4)  # between them: no prompt edit

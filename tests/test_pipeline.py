@@ -29,6 +29,7 @@ from chromaflow import ColorizeOptions, ReferenceSpec
 from chromaflow.color import rgb_to_lab
 from chromaflow.colorizers.chroma_model import ModelOptions
 from chromaflow.errors import InputError
+from chromaflow.pipeline import Choice
 from chromaflow.samplers.ddim import SamplerOptions
 
 SHORT = 4  # frames of the short inputs
@@ -58,7 +59,7 @@ def test_colorize_video_with_reference(clips, tmp_path: Path) -> None:
     result = chromaflow.colorize(clips.gray_audio_video, out, _ref0(clips))
     assert result.output == out and result.frames == N_FRAMES
     assert isinstance(result.colorizer, str) and result.colorizer
-    assert list_dir(tmp_path) == ["out.mp4"]
+    assert list_dir(tmp_path) == ["out.mp4", "out.mp4.chromaflow.toml"]
 
     got = read_frames(out)
     inp = read_frames(clips.gray_audio_video)
@@ -177,7 +178,7 @@ def _assert_fails(clips, tmp_path: Path, exc: type, match: str, **kw) -> None:
 
 def test_missing_model_weights(clips, tmp_path: Path) -> None:
     _assert_fails(clips, tmp_path, InputError, "model weights not found",
-                  model=ModelOptions(weights=str(tmp_path / "none.safetensors")))
+                  colorizer=Choice("model", ModelOptions(weights=str(tmp_path / "none.safetensors"))))
 
 
 def test_automatic_and_prompt_runs_use_the_model(clips, tmp_path: Path, tiny_model: Path) -> None:
@@ -186,7 +187,7 @@ def test_automatic_and_prompt_runs_use_the_model(clips, tmp_path: Path, tiny_mod
     # a prompt naming no object steers the whole frame through its text embedding
     for name, kw in {"auto": {}, "prompt": {"prompt": "vivid red and blue tones"}}.items():
         out = tmp_path / name
-        result = chromaflow.colorize(clips.gray_frame_dir, out, ColorizeOptions(model=model, progress=False, **kw))
+        result = chromaflow.colorize(clips.gray_frame_dir, out, ColorizeOptions(colorizer=Choice("model", model), progress=False, **kw))
         assert result.colorizer == "model" and result.frames == N_FRAMES
         outs[name] = read_frames(out)
         for g, x in zip(outs[name], read_frames(clips.gray_frame_dir)):
@@ -194,13 +195,13 @@ def test_automatic_and_prompt_runs_use_the_model(clips, tmp_path: Path, tiny_mod
     # the prompt changes the colours
     assert any(not np.array_equal(a, b) for a, b in zip(outs["auto"], outs["prompt"]))
     with pytest.raises(InputError, match="unknown fill"):
-        chromaflow.colorize(clips.gray_frame_dir, tmp_path / "x", ColorizeOptions(model=model, fill="magic"))
+        chromaflow.colorize(clips.gray_frame_dir, tmp_path / "x", ColorizeOptions(colorizer=Choice("model", model), fill="magic"))
 
 
 def test_prompt_masks_are_saved_and_prompt_problems_reported(clips, tmp_path: Path, tiny_model: Path, caplog) -> None:
     model = ModelOptions(weights=str(tiny_model), sampler=SamplerOptions(steps=2))
     masks = tmp_path / "masks"
-    opts = ColorizeOptions(model=model, progress=False, prompt="a light blue sky, a foo-colored wall", save_masks=masks)
+    opts = ColorizeOptions(colorizer=Choice("model", model), progress=False, prompt="a light blue sky, a foo-colored wall", save_masks=masks)
     with caplog.at_level(logging.WARNING, logger="chromaflow"):
         chromaflow.colorize(clips.gray_frame_dir, tmp_path / "out", opts)
     assert "unknown colour words in the prompt, ignored: foo-colored" in caplog.text
@@ -213,7 +214,7 @@ def test_prompt_masks_are_saved_and_prompt_problems_reported(clips, tmp_path: Pa
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="chromaflow"):
         chromaflow.colorize(clips.gray_frame_dir, tmp_path / "out2",
-                            ColorizeOptions(model=model, progress=False, save_masks=tmp_path / "none"))
+                            ColorizeOptions(colorizer=Choice("model", model), progress=False, save_masks=tmp_path / "none"))
     assert "--save-masks" in caplog.text and not (tmp_path / "none").exists()
 
 
@@ -264,10 +265,10 @@ def test_per_shot_palette_needs_tags(clips, tmp_path: Path) -> None:
 def test_tags_palette_runs_whole_video_and_per_shot(clips, tmp_path: Path, tiny_model: Path, caplog) -> None:
     model = ModelOptions(weights=str(tiny_model), sampler=SamplerOptions(steps=2))
     with caplog.at_level(logging.INFO, logger="chromaflow"):
-        chromaflow.colorize(clips.gray_frame_dir, tmp_path / "one", ColorizeOptions(model=model, palette="tags", progress=False))
+        chromaflow.colorize(clips.gray_frame_dir, tmp_path / "one", ColorizeOptions(colorizer=Choice("model", model), palette="tags", progress=False))
         assert "content tags:" in caplog.text and "palette #" in caplog.text
         caplog.clear()
         chromaflow.colorize(clips.gray_frame_dir, tmp_path / "per_shot",
-                            ColorizeOptions(model=model, palette="tags", palette_per_shot=True, progress=False))
+                            ColorizeOptions(colorizer=Choice("model", model), palette="tags", palette_per_shot=True, progress=False))
     assert f"shot 1 (frames 0-{N_FRAMES - 1}): palette #" in caplog.text
     assert len(read_frames(tmp_path / "per_shot")) == N_FRAMES

@@ -99,8 +99,9 @@ class AnchorStrategy(ABC):
         """Frames whose working gray :meth:`prepare` reads."""
 
     @abstractmethod
-    def prepare(self, shot: ShotPlan, grays: dict[int, np.ndarray], conditions: Conditions) -> ShotAnchors:
-        """Colour the shot's precomputed anchors from their working grays."""
+    def prepare(self, shot: ShotPlan, grays: dict[int, np.ndarray], conditions: Conditions,
+                index: int = 0) -> ShotAnchors:
+        """Colour the precomputed anchors of shot number ``index`` from their working grays."""
 
     def colours_keyframe(self, t: int, has_fwd: bool, added: bool) -> bool:
         """Whether anchor ``t`` (not precomputed) is coloured afresh rather than derived."""
@@ -146,7 +147,8 @@ class ExemplarAnchors(AnchorStrategy):
     def frames_needed(self, shot: ShotPlan, conditions: Conditions) -> set[int]:
         return set() if shot.precomputed else set(shot.keyframes)
 
-    def prepare(self, shot: ShotPlan, grays: dict[int, np.ndarray], conditions: Conditions) -> ShotAnchors:
+    def prepare(self, shot: ShotPlan, grays: dict[int, np.ndarray], conditions: Conditions,
+                index: int = 0) -> ShotAnchors:
         colors: dict[int, Colors] = {}
         precomputed, reference = tuple(shot.precomputed), None
         if not precomputed:
@@ -241,11 +243,13 @@ class ColorizerAnchors(AnchorStrategy):
             need.update(palette_samples(shot))
         return need
 
-    def prepare(self, shot: ShotPlan, grays: dict[int, np.ndarray], conditions: Conditions) -> ShotAnchors:
+    def prepare(self, shot: ShotPlan, grays: dict[int, np.ndarray], conditions: Conditions,
+                index: int = 0) -> ShotAnchors:
         if conditions.palette_per_shot is not None:
             palette = conditions.palette_per_shot([grays[f] for f in palette_samples(shot)])
             conditions = replace(conditions, palette=palette)
-            log.info("shot (frames %d-%d): palette %s", shot.start, shot.stop - 1, ",".join(palette.hex()))
+            log.info("shot %d (frames %d-%d): palette %s", index + 1, shot.start, shot.stop - 1,
+                     ",".join(palette.hex()))
         kf = sorted(shot.precomputed)
         if self.hints is not None:
             self.hints.start_shot()

@@ -200,7 +200,7 @@ class TemporalEngine:
                     grays[frame.index] = self._work_gray(rgb_to_gray(frame.rgb))
                 if frame.index >= last:
                     break
-        return {i: strategy.prepare(plan.shots[i], {f: grays[f] for f in need[i]}, conditions) for i in chosen}
+        return {i: strategy.prepare(plan.shots[i], {f: grays[f] for f in need[i]}, conditions, i) for i in chosen}
 
     # ----------------------------------------------------------- propagation
     def run(
