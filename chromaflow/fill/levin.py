@@ -222,6 +222,11 @@ class LevinOptions:
     max_pixels: int = 4000
     min_confidence: float = 0.05
 
+    def __post_init__(self) -> None:
+        _check_params(self.lam, self.min_confidence)
+        if int(self.max_pixels) < 1:
+            raise ValueError(f"max_pixels must be >= 1, got {self.max_pixels}")
+
 
 class LevinFill(ChromaFill):
     """Chroma completion by colorization by optimization (Levin et al., SIGGRAPH 2004).

