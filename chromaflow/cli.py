@@ -53,7 +53,8 @@ def _handle_errors(fn):
             typer.echo(f"chromaflow: error: {exc}", err=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
-            typer.echo("chromaflow: interrupted; no output was written", err=True)
+            typer.echo("chromaflow: interrupted; no output was written (finished shots are kept: the same "
+                       "command resumes)", err=True)
             raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort):
             raise
@@ -156,8 +157,10 @@ def _model_flags(options, flags: dict):
 @app.command()
 @_handle_errors
 def colorize(
-    input: Annotated[Path, typer.Argument(help="Video file, directory of frames, or image.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Video file (.mp4 .mov .mkv .avi), image, or directory.")],
+    inputs: Annotated[list[Path], typer.Argument(
+        help="Video file, directory of frames, or image; several (or a quoted glob) colorize a batch into the -o folder.",
+        metavar="INPUT...")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Video file (.mp4 .mov .mkv .avi), image, or directory; a folder for a batch.")],
     config: Annotated[
         Optional[Path], typer.Option("--config", "-c", help="Run configuration (TOML; chromaflow config prints one). Flags override it.")
     ] = None,
@@ -221,25 +224,130 @@ def colorize(
     save_masks: Annotated[
         Optional[Path], typer.Option(help="Folder for the prompt's object masks and hints per grounded frame.")
     ] = None,
+    frames: Annotated[
+        Optional[str], typer.Option(help="Colorize only frames START:END (END excluded), as a full run colors them.")
+    ] = None,
+    preview: Annotated[
+        bool, typer.Option(help="Color only the keyframes: write a contact sheet (gray | color) and the palette.")
+    ] = False,
+    work_dir: Annotated[
+        Optional[Path], typer.Option(help="Work folder of finished shots (default: hidden beside the output).")
+    ] = None,
+    fresh: Annotated[bool, typer.Option(help="Start afresh: ignore the finished shots of an interrupted run.")] = False,
+    executor: Annotated[
+        str, typer.Option(help="Where shots are colored: inprocess (default), pool (local processes), ray.")
+    ] = "inprocess",
+    workers: Annotated[
+        Optional[int], typer.Option(min=1, help="Processes of the pool / CPUs of a local Ray instance (default: all).")
+    ] = None,
+    ray: Annotated[
+        Optional[str], typer.Option("--ray", help="Ray cluster address (HOST:6379, ray://HOST:10001, auto).")
+    ] = None,
+    progress: Annotated[
+        str, typer.Option(help="auto (a bar on a terminal, log lines otherwise), bar, log or none.")
+    ] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
 ) -> None:
-    """Colorize INPUT into OUTPUT, keeping its frames, timing, audio and gray levels."""
+    """Colorize INPUT into OUTPUT, keeping its frames, timing, audio and gray levels.
+
+    A long run that is interrupted (Ctrl-C, SIGTERM, a crash) keeps its finished shots:
+    the same command again resumes there.
+    """
     _setup_logging(quiet)
     from dataclasses import replace
 
-    from chromaflow.pipeline import colorize as run
+    from chromaflow.pipeline.colorize import parse_frame_range
+    from chromaflow.progress import PROGRESS_MODES
     from chromaflow.store import configure_store
 
     if fps is not None and fps <= 0:
         raise InputError("--fps must be positive")
+    if progress not in PROGRESS_MODES:
+        raise InputError(f"--progress {progress!r}: use one of {', '.join(PROGRESS_MODES)}")
     configure_store(model_dir or ())
     flags = dict(locals())
     options = _options_from_flags(config, flags)
-    options = replace(options, overwrite=overwrite, save_masks=save_masks, progress=not quiet)
-    result = run(input, output, options)
-    logging.getLogger("chromaflow").info(
-        "wrote %s: %d frames in %.1f s (%.1f frames/s)", result.output, result.frames, result.seconds, result.fps
+    options = replace(
+        options, overwrite=overwrite, save_masks=save_masks, progress="none" if quiet else progress,
+        frames=parse_frame_range(frames) if frames else None, work_dir=work_dir, fresh=fresh,
+        executor=executor, workers=workers, ray_address=ray,
     )
+    batch = _batch_inputs(inputs)
+    if batch is None:
+        _colorize_one(inputs[0], output, options, preview)
+    else:
+        _colorize_batch(batch, output, options, preview)
+
+
+def _batch_inputs(inputs: list[Path]) -> list[Path] | None:
+    """The inputs of a batch (globs expanded, sorted), or ``None`` for a single input."""
+    import glob
+
+    expanded: list[Path] = []
+    for p in inputs:
+        text = str(p)
+        if any(c in text for c in "*?[") and not p.exists():
+            hits = sorted(glob.glob(text))
+            if not hits:
+                raise InputError(f"{text}: no file matches")
+            expanded.extend(Path(h) for h in hits)
+        else:
+            expanded.append(p)
+    if len(inputs) == 1 and len(expanded) == 1 and expanded[0] == inputs[0]:
+        return None
+    return expanded
+
+
+def _colorize_one(input: Path, output: Path, options, preview: bool):
+    from chromaflow.pipeline import colorize as run
+    from chromaflow.pipeline.preview import preview as run_preview
+
+    log = logging.getLogger("chromaflow")
+    if preview:
+        result = run_preview(input, output, options)
+        log.info("wrote %s (%d keyframes of %d shots in %.1f s)%s", result.sheet, result.keyframes, result.shots,
+                 result.seconds, f"; palette {result.palette}" if result.palette else "")
+        return result
+    result = run(input, output, options)
+    if result.frames == 1:
+        log.info("wrote %s in %.1f s", result.output, result.seconds)
+    else:
+        log.info("wrote %s: %d frames in %.1f s (%.1f frames/s)", result.output, result.frames, result.seconds,
+                 result.fps)
+    return result
+
+
+def _colorize_batch(inputs: list[Path], folder: Path, options, preview: bool) -> None:
+    """Colorize each input into ``folder`` (one status line each); exit 1 if any failed."""
+    from chromaflow.io.sink import VIDEO_OUTPUT_EXTENSIONS
+
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"-o {folder}: a batch of {len(inputs)} inputs goes into a folder, and this is a file")
+    folder.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    log = logging.getLogger("chromaflow")
+    level = log.level
+    for k, path in enumerate(inputs, 1):
+        ext = path.suffix.lower()
+        target = folder / (path.stem + (ext if ext in VIDEO_OUTPUT_EXTENSIONS else (ext if path.is_file() else "")))
+        if not path.is_dir() and path.suffix.lower() not in VIDEO_OUTPUT_EXTENSIONS and path.is_file():
+            target = folder / path.name  # an image stays an image
+        try:
+            log.setLevel(logging.WARNING)  # one status line per file; warnings and errors still show
+            result = _colorize_one(path, target, options, preview)
+            what = (f"{result.frames} frames in {result.seconds:.1f} s" if not preview
+                    else f"preview {result.sheet.name}")
+            typer.echo(f"[{k}/{len(inputs)}] {path}: ok -> {target if not preview else result.sheet} ({what})",
+                       err=True)
+        except ChromaflowError as exc:
+            failed += 1
+            typer.echo(f"[{k}/{len(inputs)}] {path}: failed: {exc}", err=True)
+        finally:
+            log.setLevel(level)
+    typer.echo(f"chromaflow: {len(inputs) - failed} of {len(inputs)} done" + (f", {failed} failed" if failed else ""),
+               err=True)
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command("config")
@@ -505,8 +613,17 @@ def demo(
     )
 
 
+def _stop_on_signal(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: SIGTERM and SIGHUP stop a run like Ctrl-C (finished shots are kept)."""
+    import signal
+
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _stop_on_signal)
     app()
 
 

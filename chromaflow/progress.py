@@ -1,12 +1,26 @@
-"""A progress bar for long work: rich on a terminal, silent otherwise."""
+"""Progress of long work: a bar on a terminal, periodic log lines otherwise, events for a UI.
+
+:func:`track` wraps one pass over frames (the analysis pass).  :class:`RunProgress`
+follows a whole run: frames and shots done, frames per second and the time left.
+It draws a rich bar when stderr is a terminal (``mode="bar"``), writes a plain
+log line every ``interval`` seconds when it is not (``"log"``), both as
+``"auto"`` chooses, or nothing (``"none"``); every change is also sent as a
+:class:`ProgressEvent` to the ``on_event`` callbacks (a web UI listens there).
+"""
 
 from __future__ import annotations
 
+import logging
 import sys
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 T = TypeVar("T")
+log = logging.getLogger("chromaflow")
+
+PROGRESS_MODES = ("auto", "bar", "log", "none")
 
 
 def track(items: Iterable[T], total: int | None, description: str, enabled: bool = True) -> Iterator[T]:
@@ -32,3 +46,126 @@ def track(items: Iterable[T], total: int | None, description: str, enabled: bool
             speed = task_obj.speed
             progress.update(task, advance=1, rate=f"{speed:.1f} fps" if speed else "")
 
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """The state of a run after a change.
+
+    Attributes:
+        kind: ``"start"``, ``"frame"``, ``"shot"`` (a shot finished), ``"mux"``
+            (writing the output) or ``"done"``.
+        frames_done, frames_total: frames coloured (this run and earlier ones resumed).
+        shots_done, shots_total: shots finished.
+        fps: frames per second coloured by this run so far.
+        eta: seconds left at that speed (``None``: not known yet).
+    """
+
+    kind: str
+    frames_done: int
+    frames_total: int
+    shots_done: int
+    shots_total: int
+    fps: float
+    eta: float | None
+
+
+class RunProgress:
+    """Progress of a whole run (see the module doc).
+
+    Args:
+        mode: ``auto`` | ``bar`` | ``log`` | ``none``.
+        on_event: callbacks receiving every :class:`ProgressEvent`.
+        interval: seconds between log lines.
+        label: what the bar is called (the input's name).
+    """
+
+    def __init__(self, mode: str = "auto", on_event: Sequence[Callable[[ProgressEvent], None]] = (),
+                 interval: float = 10.0, label: str = "colorizing") -> None:
+        if mode not in PROGRESS_MODES:
+            raise ValueError(f"unknown progress mode {mode!r}; use one of {', '.join(PROGRESS_MODES)}")
+        if mode == "auto":
+            mode = "bar" if sys.stderr.isatty() else "log"
+        self.mode = mode
+        self.on_event = list(on_event)
+        self.interval = interval
+        self.label = label
+        self.frames_done = self.frames_total = self.shots_done = self.shots_total = 0
+        self._base = 0
+        self._t0 = time.perf_counter()
+        self._last_log = self._t0
+        self._bar = None
+        self._task = None
+
+    @property
+    def fps(self) -> float:
+        dt = time.perf_counter() - self._t0
+        return (self.frames_done - self._base) / dt if dt > 0 else 0.0
+
+    def _event(self, kind: str) -> ProgressEvent:
+        fps = self.fps
+        left = self.frames_total - self.frames_done
+        eta = left / fps if fps > 0 else None
+        return ProgressEvent(kind, self.frames_done, self.frames_total, self.shots_done, self.shots_total, fps, eta)
+
+    def _emit(self, kind: str) -> None:
+        event = self._event(kind)
+        for cb in self.on_event:
+            cb(event)
+        if self._bar is not None:
+            self._bar.update(self._task, completed=event.frames_done,
+                             shots=f"shots {event.shots_done}/{event.shots_total}",
+                             rate=f"{event.fps:.1f} fps" if event.fps else "")
+        elif self.mode == "log":
+            now = time.perf_counter()
+            if kind in ("start", "done") or now - self._last_log >= self.interval:
+                self._last_log = now
+                eta = f", {_duration(event.eta)} left" if event.eta is not None and kind != "done" else ""
+                pct = 100.0 * event.frames_done / max(1, event.frames_total)
+                log.info("%s: %d/%d frames (%.0f%%), shots %d/%d, %.1f frames/s%s", self.label,
+                         event.frames_done, event.frames_total, pct, event.shots_done, event.shots_total,
+                         event.fps, eta)
+
+    def start(self, frames_total: int, shots_total: int, frames_done: int = 0, shots_done: int = 0) -> None:
+        self.frames_total, self.shots_total = frames_total, shots_total
+        self.frames_done, self.shots_done = frames_done, shots_done
+        self._base = frames_done
+        self._t0 = self._last_log = time.perf_counter()
+        if self.mode == "bar":
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(TextColumn(self.label), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[shots]}"), TextColumn("{task.fields[rate]}"),
+                                 TimeRemainingColumn(), console=Console(stderr=True))
+            self._task = self._bar.add_task(self.label, total=frames_total, completed=frames_done, shots="", rate="")
+            self._bar.start()
+        self._emit("start")
+
+    def frame(self, n: int = 1) -> None:
+        self.frames_done += n
+        self._emit("frame")
+
+    def shot(self, frames: int, counted: bool) -> None:
+        """A shot finished (``counted``: its frames were already reported one by one)."""
+        self.shots_done += 1
+        if not counted:
+            self.frames_done += frames
+        self._emit("shot")
+
+    def mux(self) -> None:
+        self._emit("mux")
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+        self._emit("done")
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 90:
+        return f"{seconds} s"
+    if seconds < 5400:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"

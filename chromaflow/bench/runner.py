@@ -397,10 +397,9 @@ def write_contact_sheet(path: Path, per_mode: dict[str, dict[int, dict[str, np.n
 
 
 def _label(img: np.ndarray, text: str) -> np.ndarray:
-    out = img.copy()
-    cv2.rectangle(out, (0, 0), (min(out.shape[1], 8 + 8 * len(text)), 18), (0, 0, 0), -1)
-    cv2.putText(out, text, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
-    return out
+    from chromaflow.io.inspection import label
+
+    return label(img, text)
 
 
 def _thumb(rgb: np.ndarray) -> np.ndarray:

@@ -49,11 +49,14 @@ class PromptHints:
         grounder: finds the objects.
         on_grounding: called as ``on_grounding(frame_index, gray, grounding)``
             for every grounded frame (``gray``: ``(h, w)`` ``uint8``).
+        report: log what each object word stands for when a run begins (a
+            worker colouring one shot of a run leaves that to the driver).
     """
 
-    def __init__(self, grounder: Grounder, on_grounding: GroundingCallback | None = None) -> None:
+    def __init__(self, grounder: Grounder, on_grounding: GroundingCallback | None = None, report: bool = True) -> None:
         self.grounder = grounder
         self.on_grounding = on_grounding
+        self.report = report
         self.prompt: ParsedPrompt | None = None
         self._text: str | None = None
         self._recent: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -73,7 +76,7 @@ class PromptHints:
         self.prompt = parsed if parsed is not None and parsed.objects else None
         if self.prompt is None:
             return False
-        if self._text != conditions.prompt:  # once per prompt, not once per run of a batch
+        if self.report and self._text != conditions.prompt:  # once per prompt, not once per run of a batch
             matches = self.grounder.matches(self.prompt)
             for match, line in zip(matches, self.grounder.describe(matches)):
                 (log.info if match.grounded else log.warning)("prompt object %s", line)

@@ -41,6 +41,14 @@ def write_png(path: Path, image: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
+def label(img: np.ndarray, text: str) -> np.ndarray:
+    """A copy of ``(H, W, 3)`` ``uint8`` ``img`` with ``text`` on a black strip at its top left."""
+    out = np.ascontiguousarray(img).copy()
+    cv2.rectangle(out, (0, 0), (min(out.shape[1], 8 + 8 * len(text)), 18), (0, 0, 0), -1)
+    cv2.putText(out, text, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "object"
 

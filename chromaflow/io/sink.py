@@ -78,6 +78,8 @@ class VideoFileSink(FrameSink):
             players (VLC, mpv, NLEs); 16 to 20 give small 4:2:0 files that
             play everywhere, with the gray within a few levels.
         preset: x264 speed preset.
+        audio_offset: seconds of the input's audio to skip (a range of frames
+            starts there); the audio kept is shifted to start with the video.
     """
 
     def __init__(
@@ -88,6 +90,7 @@ class VideoFileSink(FrameSink):
         audio_from: Path | None = None,
         crf: int = 0,
         preset: str = "medium",
+        audio_offset: float = 0.0,
     ) -> None:
         super().__init__(path, overwrite)
         self._tmp = _temp_name(path)
@@ -97,7 +100,8 @@ class VideoFileSink(FrameSink):
             raise OutputError(f"cannot write {path}: {exc}") from None
         try:
             self._stream = self._add_video_stream(info, crf, preset)
-            self._audio = _AudioCopier(audio_from, self._out, path.suffix.lower()) if audio_from else None
+            self._audio = (_AudioCopier(audio_from, self._out, path.suffix.lower(), audio_offset)
+                           if audio_from else None)
         except Exception:
             self._out.close()
             _remove(self._tmp)
@@ -174,7 +178,8 @@ class VideoFileSink(FrameSink):
 class _AudioCopier:
     """Copies the audio streams of a media file into an output container, interleaved."""
 
-    def __init__(self, source: Path, out: av.container.OutputContainer, ext: str) -> None:
+    def __init__(self, source: Path, out: av.container.OutputContainer, ext: str, offset: float = 0.0) -> None:
+        self._offset = float(offset)
         self._in = av.open(str(source))
         self._out = out
         allowed = _AUDIO_COPY_OK.get(ext, set())
@@ -200,9 +205,16 @@ class _AudioCopier:
                 if self._pending is None:
                     return
             pkt = self._pending
-            if pkt.dts is not None and pkt.time_base is not None and float(pkt.dts * pkt.time_base) > seconds:
+            if pkt.dts is not None and pkt.time_base is not None and float(pkt.dts * pkt.time_base) > seconds + self._offset:
                 return
             self._pending = None
+            if self._offset:
+                if pkt.pts is None or pkt.time_base is None or float(pkt.pts * pkt.time_base) < self._offset:
+                    continue  # before the range
+                shift = round(self._offset / pkt.time_base)
+                pkt.pts -= shift
+                if pkt.dts is not None:
+                    pkt.dts -= shift
             self._mux(pkt)
 
     def _mux(self, pkt: av.Packet) -> None:
@@ -323,12 +335,13 @@ def open_sink(
     overwrite: bool = False,
     audio_from: Path | None = None,
     crf: int = 0,
+    audio_offset: float = 0.0,
 ) -> FrameSink:
     """Open the right sink for ``path``: video by extension, image, or frame directory."""
     p = Path(path)
     ext = p.suffix.lower()
     if ext in VIDEO_OUTPUT_EXTENSIONS:
-        return VideoFileSink(p, info, overwrite, audio_from=audio_from, crf=crf)
+        return VideoFileSink(p, info, overwrite, audio_from=audio_from, crf=crf, audio_offset=audio_offset)
     if ext in IMAGE_EXTENSIONS:
         if info.n_frames != 1:
             raise OutputError(

@@ -84,6 +84,19 @@ class FrameSource:
     def __iter__(self) -> Iterator[Frame]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def frames(self, start: int = 0, stop: int | None = None, start_pts: int | None = None) -> Iterator[Frame]:
+        """The frames ``[start, stop)`` (``stop`` ``None``: to the end), with their indices in the source.
+
+        ``start_pts`` (the timestamp of frame ``start``, from an earlier pass)
+        lets a video file seek instead of decoding everything before
+        ``start``; the frames are the same either way.
+        """
+        for frame in self:
+            if stop is not None and frame.index >= stop:
+                return
+            if frame.index >= start:
+                yield frame
+
     def close(self) -> None:
         pass
 
@@ -135,6 +148,15 @@ class ArraySource(FrameSource):
                 raise InputError(f"frame {i} is {f.shape[1]}x{f.shape[0]}, expected {w}x{h}")
             yield Frame(i, _as_rgb(np.asarray(f)), i)
 
+    def frames(self, start: int = 0, stop: int | None = None, start_pts: int | None = None) -> Iterator[Frame]:
+        h, w = self.info.height, self.info.width
+        stop = len(self._frames) if stop is None else min(stop, len(self._frames))
+        for i in range(start, stop):
+            f = self._frames[i]
+            if f.shape[:2] != (h, w):
+                raise InputError(f"frame {i} is {f.shape[1]}x{f.shape[0]}, expected {w}x{h}")
+            yield Frame(i, _as_rgb(np.asarray(f)), i)
+
 
 class ImageSequenceSource(FrameSource):
     """A directory of image files (sorted naturally) or a single image."""
@@ -170,6 +192,11 @@ class ImageSequenceSource(FrameSource):
     def __iter__(self) -> Iterator[Frame]:
         for i, p in enumerate(self._paths):
             yield Frame(i, _read_image(p), i)
+
+    def frames(self, start: int = 0, stop: int | None = None, start_pts: int | None = None) -> Iterator[Frame]:
+        stop = len(self._paths) if stop is None else min(stop, len(self._paths))
+        for i in range(start, stop):
+            yield Frame(i, _read_image(self._paths[i]), i)
 
 
 class VideoFileSource(FrameSource):
@@ -211,6 +238,26 @@ class VideoFileSource(FrameSource):
             container.close()
 
     def __iter__(self) -> Iterator[Frame]:
+        return self.frames()
+
+    def frames(self, start: int = 0, stop: int | None = None, start_pts: int | None = None) -> Iterator[Frame]:
+        """Decoded frames ``[start, stop)``; with ``start_pts`` the file is seeked to the keyframe before
+        ``start`` (falling back to decoding from the beginning where the seek does not land on it)."""
+        if start > 0 and start_pts is not None:
+            seeked = self._decode(start, stop, seek_pts=start_pts)
+            first = next(seeked, None)
+            if first is not None:  # the seek landed on frame ``start``
+                yield first
+                yield from seeked
+                return
+        for frame in self._decode(0, stop):
+            if frame.index >= start:
+                yield frame
+
+    def _decode(self, start: int, stop: int | None, seek_pts: int | None = None) -> Iterator[Frame]:
+        """Frames from ``start`` on; with ``seek_pts`` decoding starts at the keyframe before that timestamp,
+        and nothing is yielded unless a frame with exactly that timestamp is found (indices then count from
+        ``start`` there)."""
         try:
             container = av.open(str(self.path))
         except (av.error.FFmpegError, OSError) as exc:
@@ -218,12 +265,23 @@ class VideoFileSource(FrameSource):
         try:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            index = 0
+            index = start if seek_pts is not None else 0
             last_pts = None
             step = _pts_step(self.info)
+            found = seek_pts is None
             try:
+                if seek_pts is not None:
+                    container.seek(int(seek_pts), stream=stream, backward=True, any_frame=False)
                 for frame in container.decode(stream):
                     pts = frame.pts
+                    if not found:
+                        if pts is None or pts > seek_pts:
+                            return  # the seek missed the frame: the caller decodes from the start
+                        if pts < seek_pts:
+                            continue
+                        found = True
+                    if stop is not None and index >= stop:
+                        return
                     if pts is None or (last_pts is not None and pts <= last_pts):
                         pts = (last_pts + step) if last_pts is not None else self.info.start_pts
                     last_pts = pts

@@ -176,6 +176,10 @@ class ExemplarAnchors(AnchorStrategy):
             return ab, conf
         return out, np.where(replaced, opts.fill_confidence, conf).astype(np.float32)
 
+    def keyframe_colors(self, gray: np.ndarray, frame: int, shot: ShotAnchors) -> np.ndarray:
+        """``(h, w, 2)`` chroma of a keyframe coloured straight from its reference by correspondence (a preview)."""
+        return self._correspondence_colors(gray, self._reference_for(shot, frame))[0]
+
     # ----------------------------------------------------------------- helpers
     def _reference_for(self, shot: ShotAnchors, frame: int) -> Reference:
         """The reference that helps correct ``frame``: the shot's matched photo, else the nearest reference frame."""

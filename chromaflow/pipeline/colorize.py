@@ -63,8 +63,16 @@ class ColorizeResult:
         return self.frames / self.seconds if self.seconds > 0 else float("inf")
 
 
-def build_conditions(options: ColorizeOptions, source: FrameSource) -> Conditions:
-    """Load references and the palette named in ``options`` and check them against ``source``."""
+def build_conditions(options: ColorizeOptions, source: FrameSource, report: bool = True,
+                     palette=None) -> Conditions:
+    """Load references and the palette named in ``options`` and check them against ``source``.
+
+    Args:
+        report: log the palette and the prompt's problems (a worker colouring
+            one shot leaves that to the driver).
+        palette: the palette already resolved by the driver (a worker does
+            not compute it again), or ``None``.
+    """
     info = source.info
     refs = tuple(
         load_reference(spec.path, spec.frame, info.width, info.height, info.n_frames)
@@ -75,16 +83,17 @@ def build_conditions(options: ColorizeOptions, source: FrameSource) -> Condition
         if (options.palette or "").strip() != "tags":
             raise InputError("--per-shot-palette works with --palette tags (each shot's palette from its own content)")
         per_shot = functools.partial(_tag_palette_of_frames, seed=options.seed)
-    elif options.palette:
+    elif options.palette and palette is None:
         palette = parse_palette_spec(options.palette, seed=options.seed, video=source)
-        log.info("palette %s", ",".join(palette.hex()))
+        if report:
+            log.info("palette %s", ",".join(palette.hex()))
     prompt = options.prompt.strip() if options.prompt is not None else None
     if options.prompt is not None and not prompt:
         raise InputError("empty --prompt")
-    if prompt:
+    if prompt and report:
         for message in prompt_problems(parse_prompt(prompt)):
             log.warning("%s", message)
-    if refs and options.fill.name == "levin":  # a learned fill step is guided by palette and prompt
+    if refs and report and options.fill.name == "levin":  # a learned fill step is guided by palette and prompt
         for name, given in (("--palette", palette is not None or per_shot is not None), ("--prompt", bool(prompt))):
             if given:
                 log.warning("%s is not used together with --reference and the levin fill: "
@@ -103,6 +112,7 @@ def build_engine(
     conditions: Conditions,
     components: Components | None = None,
     on_grounding: GroundingCallback | None = None,
+    report: bool = True,
 ) -> TemporalEngine:
     """The temporal engine of a run: flow, fill step, keyframe colorizer and prompt hints, by name.
 
@@ -114,6 +124,7 @@ def build_engine(
         components: where components are built and kept (reuse it across runs
             to load each model once); default: new, on ``options.runtime``.
         on_grounding: receives the prompt's object masks as they are found.
+        report: log what the prompt's object words stand for.
 
     Raises:
         InputError: an unknown backend or bad options.
@@ -129,7 +140,7 @@ def build_engine(
     colorizer = None if conditions.references else build("colorizer", options.colorizer)
     hints = None
     if conditions.prompt and not conditions.references and parse_prompt(conditions.prompt).objects:
-        hints = PromptHints(build("grounder", options.grounder), on_grounding)
+        hints = PromptHints(build("grounder", options.grounder), on_grounding, report)
     matcher = functools.partial(options.matcher.build, components.runtime)
     return TemporalEngine(fill=fill, flow=flow, colorizer=colorizer, matcher=matcher, options=options.engine,
                           hints=hints)
@@ -170,11 +181,45 @@ def stored_config(options: ColorizeOptions, input: Path) -> str:
     return config_to_toml(dataclasses.replace(options, references=refs), header=header, alternatives=False)
 
 
+def config_hash(options: ColorizeOptions) -> str:
+    """The sha256 of everything in the configuration that shapes a shot's colours (not the output's encoding)."""
+    import hashlib
+    import json
+
+    from chromaflow.pipeline.options import config_to_dict
+
+    data = config_to_dict(dataclasses.replace(
+        options, references=tuple(dataclasses.replace(r, path=Path(os.path.abspath(r.path)))
+                                  for r in options.references)))
+    data.pop("output", None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def parse_frame_range(text: str) -> tuple[int, int | None]:
+    """``"START:END"`` (either may be empty; END excluded) -> ``(start, end or None)``.
+
+    Raises:
+        InputError: not of that form, negative, or empty.
+    """
+    parts = text.split(":")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        start = int(parts[0]) if parts[0].strip() else 0
+        stop = int(parts[1]) if parts[1].strip() else None
+    except ValueError:
+        raise InputError(f"--frames {text!r}: expected START:END (frame numbers, END excluded; e.g. 100:250)") from None
+    if start < 0 or (stop is not None and stop <= start):
+        raise InputError(f"--frames {text!r}: need 0 <= START < END")
+    return start, stop
+
+
 def colorize(
     input: str | Path,
     output: str | Path,
     options: ColorizeOptions | None = None,
     components: Components | None = None,
+    on_event=None,
 ) -> ColorizeResult:
     """Colorize a video file, a frame directory or an image into ``output``.
 
@@ -182,42 +227,166 @@ def colorize(
     equals the input's gray; it appears only when the run succeeds, with the
     resolved configuration beside it (``OUTPUT.chromaflow.toml``).
 
+    The run is planned first (shots and keyframes); then each shot is
+    coloured (by ``options.executor``: here, a process pool or Ray) into a
+    lossless segment in the work folder (``options.work_dir``, default hidden
+    beside the output), and the output is muxed from the segments with the
+    input's audio.  A run interrupted (Ctrl-C, SIGTERM, a crash, ``kill -9``)
+    keeps its finished segments: the same command again resumes there.  The
+    work folder is removed after success.
+
     Args:
         components: built components to reuse (a server keeps one); default: new.
+        on_event: a callback receiving every :class:`~chromaflow.progress.ProgressEvent`.
 
     Raises:
         ChromaflowError: bad input, bad options or an unwritable output.
     """
+    from chromaflow.pipeline.engine import analyse
+    from chromaflow.pipeline.executors import ShotTask, make_executor
+    from chromaflow.pipeline.work import WorkDir, default_work_dir, input_fingerprint, read_segment
+    from chromaflow.progress import RunProgress
+
     options = (options or ColorizeOptions()).resolved()
     in_path = Path(input)
     out_path = check_output_path(output, options.overwrite, in_path)
+    remove_stale_outputs(out_path)
     config_text = stored_config(options, in_path)
+    executor = None
     with open_source(in_path, fps=options.fps) as source:
         conditions = build_conditions(options, source)
-        writer = None
-        if options.save_masks is not None:
-            if not conditions.prompt or conditions.references:
-                log.warning("--save-masks writes the masks of a prompt's objects; this run grounds none")
+        if options.save_masks is not None and (not conditions.prompt or conditions.references):
+            log.warning("--save-masks writes the masks of a prompt's objects; this run grounds none")
+        if options.frames is not None and options.frames[0] >= source.info.n_frames:
+            raise InputError(f"--frames {_range_text(options.frames)}: the input has {source.info.n_frames} frames")
+        masks = str(options.save_masks) if options.save_masks is not None else None
+        if masks is not None:
+            GroundingWriter(options.save_masks)  # checks the folder now, before any work
+        work = WorkDir(options.work_dir or default_work_dir(out_path))
+        try:
+            plan, reason = work.start(input_fingerprint(in_path), config_hash(options), options.fresh)
+            if reason is not None:
+                log.warning("starting afresh: %s", reason)
+            if plan is None:
+                plan = analyse(source, conditions, options.engine,
+                               functools.partial(track, enabled=options.progress != "none"))
+                work.set_plan(plan)
             else:
-                writer = GroundingWriter(options.save_masks)
-        engine = build_engine(options, conditions, components, writer)
-        log.info("colorizing %d frames from %s", source.info.n_frames, describe(conditions))
-        audio = in_path if source.info.audio_streams else None
-        names = source.info.names
-        start = time.perf_counter()
-        with open_sink(out_path, source.info, options.overwrite, audio_from=audio, crf=options.crf) as sink:
-            engine.progress = functools.partial(track, enabled=options.progress)
-            for frame, rgb in engine.run(source, conditions):
-                sink.write(rgb, frame.pts, names[frame.index] if frame.index < len(names) else None)
-            if sink.frames_written == 0:
+                log.info("%d frames, %d shots (the plan of the interrupted run)", plan.n_frames, len(plan.shots))
+            if plan.n_frames == 0:
                 raise InputError(f"{in_path}: no frame could be decoded")
-            if sink.frames_written != source.info.n_frames:
-                log.warning(
-                    "decoded %d of the %d frames the input announces", sink.frames_written, source.info.n_frames
-                )
-        seconds = time.perf_counter() - start
-    name = engine.colorizer.name if engine.colorizer is not None else "references"
-    return ColorizeResult(out_path, sink.frames_written, seconds, name, _write_config(out_path, config_text))
+            if plan.is_color:
+                log.warning("the input is in color: converting it to grayscale first")
+            first, stop = options.frames or (0, None)
+            stop = plan.n_frames if stop is None else min(stop, plan.n_frames)
+            if first >= plan.n_frames:
+                raise InputError(f"--frames {_range_text(options.frames)}: the input has {plan.n_frames} frames")
+            needed = [i for i, s in enumerate(plan.shots) if s.start < stop and s.stop > first]
+            done = work.finished(needed)
+            if done:
+                log.info("resuming: %d of %d shots done", len(done), len(needed))
+            todo = [i for i in needed if i not in done]
+            log.info("colorizing %d frames%s from %s", stop - first,
+                     f" ({first}:{stop} of {plan.n_frames})" if (first, stop) != (0, plan.n_frames) else "",
+                     describe(conditions))
+            name = "references" if conditions.references else options.colorizer.name
+            progress = RunProgress(options.progress, [on_event] if on_event else [], label=in_path.name)
+            progress.start(sum(len(plan.shots[i]) for i in needed), len(needed),
+                           sum(len(plan.shots[i]) for i in done), len(done))
+            start = time.perf_counter()
+            if todo:
+                executor = make_executor(options.executor, options.workers, options.ray_address, components)
+                per_frame = executor.name == "inprocess"
+                tasks = [ShotTask(str(in_path), options.fps, options, plan.to_dict(), i, str(work.segment_path(i)),
+                                  masks, conditions.palette) for i in todo]
+
+                def finished(segment):
+                    work.record(segment)
+                    done[segment.shot] = segment
+                    progress.shot(segment.frames, counted=per_frame)
+
+                try:
+                    executor.run(tasks, finished, progress.frame if per_frame else None)
+                finally:
+                    executor.close()
+            progress.mux()
+            frames = _mux(out_path, source, plan, [done[i] for i in needed], work, first, stop, options, read_segment)
+            seconds = time.perf_counter() - start
+            progress.close()
+        except KeyboardInterrupt:
+            work.release()
+            kept = len(work.manifest.get("segments", {}))
+            if kept:
+                log.warning("%d finished shot%s kept in %s: run the same command again to resume", kept,
+                            "" if kept == 1 else "s", work.path)
+            raise
+        except BaseException:
+            work.release()  # finished shots stay for a resume
+            raise
+    config = _write_config(out_path, config_text)
+    work.remove()
+    return ColorizeResult(out_path, frames, seconds, name, config)
+
+
+def _mux(out_path, source, plan, segments, work, first, stop, options, read_segment) -> int:
+    """Write the output from the segments of frames ``[first, stop)``, with the input's audio and timing."""
+    info = source.info
+    names = info.names
+    start_pts = segments[0].pts[first - plan.shots[segments[0].shot].start]
+    ranged = (first, stop) != (0, plan.n_frames)
+    out_info = info
+    audio = Path(source.info.path) if info.audio_streams and info.path is not None else None
+    offset = 0.0
+    if ranged:
+        out_info = dataclasses.replace(info, n_frames=stop - first, names=names[first:stop] if names else ())
+        offset = float((start_pts - info.start_pts) * info.time_base)
+    with open_sink(out_path, out_info, options.overwrite, audio_from=audio, crf=options.crf,
+                   audio_offset=offset) as sink:
+        for seg in segments:
+            shot = plan.shots[seg.shot]
+            for k, rgb in enumerate(read_segment(work.path / seg.file)):
+                t = shot.start + k
+                if t < first or t >= stop:
+                    continue
+                pts = seg.pts[k] - (start_pts - info.start_pts if ranged else 0)
+                sink.write(rgb, pts, names[t] if t < len(names) else None)
+        if sink.frames_written != stop - first:
+            raise InputError(f"{info.path or 'the input'}: {sink.frames_written} of the {stop - first} frames "
+                             "could be coloured")
+    if not ranged and plan.n_frames != info.n_frames:
+        log.warning("decoded %d of the %d frames the input announces", plan.n_frames, info.n_frames)
+    return stop - first
+
+
+def _range_text(frames: tuple[int, int | None]) -> str:
+    return f"{frames[0]}:{'' if frames[1] is None else frames[1]}"
+
+
+def remove_stale_outputs(out_path: Path) -> None:
+    """Remove temporary outputs that killed runs left beside ``out_path`` (their process is gone)."""
+    import re
+
+    pattern = re.compile(rf"^\.{re.escape(out_path.stem)}\.chromaflow-(\d+)\.tmp{re.escape(out_path.suffix)}$")
+    folder = out_path.absolute().parent
+    for p in folder.iterdir():
+        m = pattern.match(p.name)
+        if m and not _alive(int(m.group(1))):
+            import shutil
+
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            log.info("removed %s, left by an interrupted run", p.name)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _write_config(out_path: Path, text: str) -> Path | None:
@@ -236,6 +405,8 @@ def _write_config(out_path: Path, text: str) -> Path | None:
 
 __all__ = [
     "CONFIG_SUFFIX",
+    "config_hash",
+    "parse_frame_range",
     "ColorizeResult",
     "build_conditions",
     "build_engine",

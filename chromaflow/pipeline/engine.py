@@ -151,25 +151,15 @@ class TemporalEngine:
         #: source (the pipeline sets a progress bar here); identity by default.
         self.progress: Callable[[Iterable[Frame], int, str], Iterable[Frame]] = lambda frames, total, desc: frames
 
-    def _frames(self, source: FrameSource, description: str, total: int | None = None) -> Iterable[Frame]:
-        return self.progress(iter(source), source.info.n_frames if total is None else total, description)
+    def _frames(self, source: FrameSource, description: str, total: int | None = None,
+                start: int = 0, start_pts: int | None = None) -> Iterable[Frame]:
+        frames = iter(source) if start == 0 else source.frames(start, None, start_pts)
+        return self.progress(frames, source.info.n_frames if total is None else total, description)
 
     # ------------------------------------------------------------------ plan
     def plan(self, source: FrameSource, conditions: Conditions) -> Plan:
         """The analysis pass: signatures, shots, keyframes and precomputed anchors (plain data)."""
-        sigs: list[Signature] = []
-        is_color = False
-        for frame in self._frames(source, "analysing"):
-            if not is_color and frame.index < 3 and is_probably_color(frame.rgb):
-                is_color = True
-            sigs.append(frame_signature(self._work_gray(rgb_to_gray(frame.rgb))))
-        o = self.options
-        return make_plan(
-            sigs, (source.info.width, source.info.height), max_gap=o.max_gap, user_keyframes=o.keyframes,
-            reference_frames=[r.frame for r in conditions.references if r.frame is not None],
-            exemplar=bool(conditions.references), derive_keyframes=o.derive_keyframes, backward=o.backward,
-            is_color=is_color,
-        )
+        return analyse(source, conditions, self.options, self.progress)
 
     analyse = plan
 
@@ -194,8 +184,11 @@ class TemporalEngine:
         wanted = set().union(*need.values()) if need else set()
         grays: dict[int, np.ndarray] = {}
         if wanted:
-            last = max(wanted)
-            for frame in self._frames(source, "keyframes", last + 1):
+            first, last = min(wanted), max(wanted)
+            shot = plan.shots[plan.shot_of(first)]
+            start_pts = shot.start_pts if shots is not None else None  # a subset: seek to its first shot
+            begin = shot.start if start_pts is not None else 0
+            for frame in self._frames(source, "keyframes", last + 1 - begin, begin, start_pts):
                 if frame.index in wanted:
                     grays[frame.index] = self._work_gray(rgb_to_gray(frame.rgb))
                 if frame.index >= last:
@@ -222,8 +215,8 @@ class TemporalEngine:
         """
         if plan is None:
             plan = self.plan(source, conditions)
-        if plan.is_color:
-            log.warning("the input is in color: converting it to grayscale first")
+            if plan.is_color:
+                log.warning("the input is in color: converting it to grayscale first")
         self.added_keyframes = []
         if plan.n_frames == 0:
             return
@@ -235,7 +228,10 @@ class TemporalEngine:
         anchors = self.color_anchors(source, plan, conditions, strategy, chosen)
         last = max(plan.shots[i].stop for i in chosen)
         total = sum(len(plan.shots[i]) for i in chosen)
-        frames = iter(self._frames(source, "colorizing", total if shots is not None else None))
+        first = plan.shots[min(chosen)]
+        begin = first.start if shots is not None and first.start_pts is not None else 0
+        frames = iter(self._frames(source, "colorizing", total if shots is not None else None, begin,
+                                   first.start_pts if begin else None))
         for i in sorted(chosen):
             shot = plan.shots[i]
             propagation = ShotPropagation(self.flow, strategy.corrector, strategy, self.options)
@@ -247,7 +243,8 @@ class TemporalEngine:
                 break
         strategy.finish()
         if self.added_keyframes:
-            log.info("%d keyframes added where propagation failed", len(self.added_keyframes))
+            where = "" if shots is None else f" (shot{'s' if len(chosen) > 1 else ''} {', '.join(str(i + 1) for i in sorted(chosen))})"
+            log.info("%d keyframes added where propagation failed%s", len(self.added_keyframes), where)
 
     def _states(self, frames: Iterator[Frame], start: int, stop: int) -> Iterator[FrameState]:
         """The frames ``[start, stop)`` of ``frames`` as fresh states (earlier frames are skipped)."""
@@ -261,6 +258,39 @@ class TemporalEngine:
                 return
 
     def _work_gray(self, gray: np.ndarray) -> np.ndarray:
-        h, w = gray.shape
-        size = working_size(w, h, self.options.work_max_side)
-        return gray if size == (w, h) else cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+        return work_gray(gray, self.options.work_max_side)
+
+
+def work_gray(gray: np.ndarray, max_side: int) -> np.ndarray:
+    """``(H, W)`` ``uint8`` gray at the working resolution (longer side at most ``max_side``, ``INTER_AREA``)."""
+    h, w = gray.shape
+    size = working_size(w, h, max_side)
+    return gray if size == (w, h) else cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+
+
+def analyse(
+    source: FrameSource,
+    conditions: Conditions,
+    options: EngineOptions | None = None,
+    progress: Callable[[Iterable[Frame], int, str], Iterable[Frame]] | None = None,
+) -> Plan:
+    """The analysis pass over ``source``: one signature per frame, then :func:`~chromaflow.pipeline.plan.make_plan`.
+
+    Needs no model: a driver plans a run before any component is loaded.
+    """
+    o = options or EngineOptions()
+    sigs: list[Signature] = []
+    pts: list[int] = []
+    is_color = False
+    frames = iter(source) if progress is None else progress(iter(source), source.info.n_frames, "analysing")
+    for frame in frames:
+        if not is_color and frame.index < 3 and is_probably_color(frame.rgb):
+            is_color = True
+        sigs.append(frame_signature(work_gray(rgb_to_gray(frame.rgb), o.work_max_side)))
+        pts.append(int(frame.pts))
+    return make_plan(
+        sigs, (source.info.width, source.info.height), max_gap=o.max_gap, user_keyframes=o.keyframes,
+        reference_frames=[r.frame for r in conditions.references if r.frame is not None],
+        exemplar=bool(conditions.references), derive_keyframes=o.derive_keyframes, backward=o.backward,
+        is_color=is_color, pts=pts,
+    )

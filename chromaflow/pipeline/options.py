@@ -89,10 +89,21 @@ class ColorizeOptions:
             options (a plain name is accepted: ``fill="model"``).
         matcher: the semantic matcher of references that are not frames.
         runtime: device, threads and precision of every torch component.
-        overwrite: replace an existing output (not part of the stored configuration).
+        overwrite: replace an existing output.
         save_masks: folder for the prompt's object masks and hints per grounded
-            frame (see :mod:`chromaflow.io.inspection`), or ``None`` (not stored).
-        progress: show a progress bar (only when stderr is a terminal; not stored).
+            frame (see :mod:`chromaflow.io.inspection`), or ``None``.
+        progress: ``auto`` (a bar on a terminal, log lines otherwise), ``bar``,
+            ``log`` or ``none`` (``True`` / ``False`` stand for auto / none).
+        frames: ``(start, end)``: colour only these frames (end excluded,
+            ``None``: to the end); the plan of the whole video keeps them as in a full run.
+        work_dir: the work folder of finished shots (default: hidden beside the output).
+        fresh: ignore the finished shots of an interrupted run.
+        executor: where shots are coloured: ``inprocess``, ``pool`` or ``ray``.
+        workers: processes of the pool, or CPUs of a local Ray instance (default: all cores).
+        ray_address: a Ray cluster to run on (implies ``executor="ray"``).
+
+    The last ten fields say how to run, not what colours to make: they are
+    not part of the configuration file.
     """
 
     references: tuple[ReferenceSpec, ...] = field(default_factory=tuple)
@@ -111,13 +122,21 @@ class ColorizeOptions:
     runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
     overwrite: bool = False
     save_masks: Path | None = None
-    progress: bool = True
+    progress: str | bool = "auto"
+    frames: tuple[int, int | None] | None = None
+    work_dir: Path | None = None
+    fresh: bool = False
+    executor: str = "inprocess"
+    workers: int | None = None
+    ray_address: str | None = None
 
     def __post_init__(self) -> None:
         for kind in DEFAULT_BACKENDS:
             value = getattr(self, kind)
             if isinstance(value, str):
                 object.__setattr__(self, kind, Choice(value))
+        if isinstance(self.progress, bool):
+            object.__setattr__(self, "progress", "auto" if self.progress else "none")
         if not 0 <= int(self.crf) <= 51:
             raise ConfigError(f"crf must be in 0-51, got {self.crf}")
         if self.fps is not None and not self.fps > 0:
@@ -144,7 +163,8 @@ class ColorizeOptions:
 
 
 #: Fields of ColorizeOptions that describe an invocation, not the colours: not in the configuration file.
-_NOT_STORED = ("overwrite", "save_masks", "progress")
+_NOT_STORED = ("overwrite", "save_masks", "progress", "frames", "work_dir", "fresh", "executor", "workers",
+               "ray_address")
 _SECTIONS = {"guidance": ("references", "palette", "palette_per_shot", "prompt"), "output": ("crf", "fps")}
 _TOP = ("seed",)
 _PLAIN = ("engine", "matcher", "runtime")

@@ -39,12 +39,15 @@ class ShotPlan:
             they are not derived).  Empty in an exemplar run where no
             reference frame falls in the shot: the anchor stage then matches a
             keyframe to a reference photo.
+        start_pts: the timestamp of frame ``start`` in the source (lets a
+            worker seek to the shot instead of decoding what comes before).
     """
 
     start: int
     stop: int
     keyframes: tuple[int, ...]
     precomputed: tuple[int, ...] = ()
+    start_pts: int | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.start < self.stop:
@@ -96,7 +99,8 @@ class Plan:
         try:
             shots = tuple(
                 ShotPlan(int(s["start"]), int(s["stop"]), tuple(int(k) for k in s["keyframes"]),
-                         tuple(int(k) for k in s["precomputed"]))
+                         tuple(int(k) for k in s["precomputed"]),
+                         None if s.get("start_pts") is None else int(s["start_pts"]))
                 for s in data["shots"]
             )
             plan = cls(int(data["n_frames"]), int(data["width"]), int(data["height"]), shots, bool(data["is_color"]))
@@ -130,6 +134,7 @@ def make_plan(
     derive_keyframes: bool = True,
     backward: bool = True,
     is_color: bool = False,
+    pts: Sequence[int] | None = None,
 ) -> Plan:
     """Shots and keyframes from one signature per frame.
 
@@ -144,6 +149,7 @@ def make_plan(
         derive_keyframes, backward: with a colorizer, only the first keyframe
             of a shot is coloured before propagation when both are true.
         is_color: whether the source looked like colour.
+        pts: every frame's timestamp (stored per shot start, for seeking).
     """
     n = len(signatures)
     width, height = size
@@ -165,7 +171,7 @@ def make_plan(
             pre = (kf[0],)  # the colorizer colours the first; the others are derived
         else:
             pre = kf
-        shots.append(ShotPlan(start, stop, kf, pre))
+        shots.append(ShotPlan(start, stop, kf, pre, int(pts[start]) if pts is not None else None))
     log.info("%d frames, %d shot%s, %d keyframes", n, len(shots), "" if len(shots) == 1 else "s",
              sum(len(s.keyframes) for s in shots))
     return Plan(n, width, height, tuple(shots), is_color)
