@@ -206,6 +206,8 @@ class RayExecutor(Executor):
             raise NotAvailableError("--executor ray needs Ray: pip install 'chromaflow[ray]'") from None
         self._ray = ray
         self._started = False
+        if address and not ray.is_initialized():
+            _check_reachable(address)
         if not ray.is_initialized():
             kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
                           configure_logging=False)
@@ -246,6 +248,24 @@ class RayExecutor(Executor):
         if self._started:
             self._ray.shutdown()
             self._started = False
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """One line instead of Ray's long wait when ``HOST:PORT`` (or ``ray://HOST:PORT``) does not answer."""
+    import socket
+
+    text = address.split("://", 1)[-1]
+    if text == "auto" or ":" not in text:
+        return
+    host, _, port = text.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return
+    except ValueError:
+        raise InputError(f"--ray {address}: expected HOST:PORT, ray://HOST:PORT or auto") from None
+    except OSError as exc:
+        raise InputError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc} "
+                         "(start it with 'ray start --head' there)") from None
 
 
 def _ray_shot(task: ShotTask):
