@@ -206,9 +206,14 @@ def test_device_cpu_and_a_missing_cuda(clips, tmp_path: Path) -> None:
     import torch
 
     out = tmp_path / "cpu.mp4"
-    r = invoke("colorize", clips.gray_video, "-o", out, "--reference", clips.reference, "--reference-frame", "0",
-               "--device", "cpu", "--threads", "1")
-    assert r.exit_code == 0, r.output
+    threads = torch.get_num_threads()
+    try:
+        r = invoke("colorize", clips.gray_video, "-o", out, "--reference", clips.reference, "--reference-frame", "0",
+                   "--device", "cpu", "--threads", "1")
+        assert r.exit_code == 0, r.output
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)  # torch's threads are process-wide: leave them as they were
     if not torch.cuda.is_available():
         r = invoke("colorize", clips.gray_video, "-o", tmp_path / "gpu.mp4", "--device", "cuda")
         assert_one_line_error(r, "cuda", "--device cpu")

@@ -76,6 +76,12 @@ def place_anchors(precomputed: Sequence[int], keyframes: Sequence[int], derive: 
     return sorted(anchors)
 
 
+def continuing_anchors(shot: ShotPlan) -> list[int]:
+    """Anchors of a window that continues a long shot: its keyframes and precomputed frames, all after its
+    first frame (which is carried in from the previous window)."""
+    return sorted(k for k in {*shot.keyframes, *shot.precomputed} if k > shot.start)
+
+
 def palette_samples(shot: ShotPlan) -> list[int]:
     """The frames of ``shot`` its own palette is made from (evenly spread)."""
     n = min(PALETTE_SAMPLES, shot.stop - shot.start)
@@ -145,12 +151,16 @@ class ExemplarAnchors(AnchorStrategy):
         return self._matcher
 
     def frames_needed(self, shot: ShotPlan, conditions: Conditions) -> set[int]:
-        return set() if shot.precomputed else set(shot.keyframes)
+        return set() if shot.precomputed or shot.continues else set(shot.keyframes)
 
     def prepare(self, shot: ShotPlan, grays: dict[int, np.ndarray], conditions: Conditions,
                 index: int = 0) -> ShotAnchors:
         colors: dict[int, Colors] = {}
         precomputed, reference = tuple(shot.precomputed), None
+        if shot.continues:  # a window of a long shot: colours come in from the previous window
+            refs_by_frame = {r.frame: r for r in self.references if r.frame is not None}
+            colors = {f: self._reference_colors(refs_by_frame[f]) for f in precomputed if f in refs_by_frame}
+            return ShotAnchors(continuing_anchors(shot), colors, conditions, None, precomputed)
         if not precomputed:
             best, reference = self._best_match(shot.keyframes, grays)
             colors[best] = self._correspondence_colors(grays[best], reference)
@@ -257,6 +267,8 @@ class ColorizerAnchors(AnchorStrategy):
         kf = sorted(shot.precomputed)
         if self.hints is not None:
             self.hints.start_shot()
+        if not kf:  # a window of a long shot: colours come in from the previous window
+            return ShotAnchors(continuing_anchors(shot), {}, conditions, None, ())
         light = np.stack([gray_to_lightness(grays[k]) for k in kf])
         ab = self._colorize(light, kf, conditions)
         colors = {k: (a.astype(np.float32), np.ones(a.shape[:2], np.float32)) for k, a in zip(kf, ab)}

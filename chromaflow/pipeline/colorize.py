@@ -247,7 +247,10 @@ def colorize(
     from chromaflow.pipeline.work import WorkDir, default_work_dir, input_fingerprint, read_segment
     from chromaflow.progress import RunProgress
 
+    from chromaflow.runtime import resolve_device
+
     options = (options or ColorizeOptions()).resolved()
+    resolve_device(options.runtime.device)  # a device this machine lacks is an error before any work
     in_path = Path(input)
     out_path = check_output_path(output, options.overwrite, in_path)
     remove_stale_outputs(out_path)
@@ -282,7 +285,13 @@ def colorize(
             if first >= plan.n_frames:
                 raise InputError(f"--frames {_range_text(options.frames)}: the input has {plan.n_frames} frames")
             needed = [i for i, s in enumerate(plan.shots) if s.start < stop and s.stop > first]
+            while plan.shots[needed[0]].continues:  # a range inside a long shot starts with its first window
+                needed.insert(0, needed[0] - 1)
             done = work.finished(needed)
+            for i in needed:  # a finished window whose carry for the next one is gone is done again
+                if i in done and i + 1 in needed and i + 1 not in done and plan.shots[i + 1].continues \
+                        and not work.carry_path(i).exists():
+                    del done[i]
             if done:
                 log.info("resuming: %d of %d shots done", len(done), len(needed))
             todo = [i for i in needed if i not in done]
@@ -297,8 +306,13 @@ def colorize(
             if todo:
                 executor = make_executor(options.executor, options.workers, options.ray_address, components)
                 per_frame = executor.name == "inprocess"
-                tasks = [ShotTask(str(in_path), options.fps, options, plan.to_dict(), i, str(work.segment_path(i)),
-                                  masks, conditions.palette) for i in todo]
+
+                def task(i: int) -> ShotTask:
+                    nxt = i + 1 < len(plan.shots) and plan.shots[i + 1].continues
+                    return ShotTask(str(in_path), options.fps, options, plan.to_dict(), i, str(work.segment_path(i)),
+                                    masks, conditions.palette,
+                                    str(work.carry_path(i - 1)) if plan.shots[i].continues else None,
+                                    str(work.carry_path(i)) if nxt else None)
 
                 def finished(segment):
                     work.record(segment)
@@ -306,7 +320,10 @@ def colorize(
                     progress.shot(segment.frames, counted=per_frame)
 
                 try:
-                    executor.run(tasks, finished, progress.frame if per_frame else None)
+                    while todo:  # in waves: a window of a long shot waits for the window before it
+                        wave = [i for i in todo if not plan.shots[i].continues or i - 1 in done]
+                        executor.run([task(i) for i in wave], finished, progress.frame if per_frame else None)
+                        todo = [i for i in todo if i not in done]
                 finally:
                     executor.close()
             progress.mux()

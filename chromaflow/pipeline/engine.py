@@ -53,7 +53,7 @@ from chromaflow.io.source import Frame, FrameSource, is_probably_color
 from chromaflow.pipeline.anchors import AnchorStrategy, ColorizerAnchors, ExemplarAnchors, ShotAnchors, working_size
 from chromaflow.pipeline.correct import Corrector
 from chromaflow.pipeline.plan import Plan, make_plan
-from chromaflow.pipeline.propagate import FrameState, ShotPropagation, compose_frame
+from chromaflow.pipeline.propagate import Carry, FrameState, ShotPropagation, compose_frame
 from chromaflow.temporal.shots import Signature, frame_signature
 
 log = logging.getLogger("chromaflow")
@@ -91,6 +91,11 @@ class EngineOptions:
             first keyframe of each shot (and frames where propagation fails);
             the other keyframes are derived from propagation, as in exemplar
             mode, so that they cannot disagree (``False``: it colours them all).
+        max_shot_frames: a shot longer than this is split, at keyframes, into
+            windows of about this many frames, units of work of their own (a
+            resume or another worker takes them up); each window starts from
+            the previous one's last coloured frame, carried along the motion,
+            so the join shows no seam (0: never split).
     """
 
     work_max_side: int = 384
@@ -107,6 +112,7 @@ class EngineOptions:
     min_reanchor_gap: int = 8
     direct_match: bool = True
     derive_keyframes: bool = True
+    max_shot_frames: int = 1500
 
 
 class TemporalEngine:
@@ -202,6 +208,7 @@ class TemporalEngine:
         conditions: Conditions,
         plan: Plan | None = None,
         shots: Collection[int] | None = None,
+        carry: Carry | None = None,
     ) -> Iterator[tuple[Frame, np.ndarray]]:
         """Colour the frames of ``source``; yields ``(frame, rgb)`` in order.
 
@@ -210,8 +217,11 @@ class TemporalEngine:
             conditions: references, palette, prompt, seed.
             plan: the plan of ``source`` (default: made by :meth:`plan`).
             shots: indices of the plan's shots to colour (default: all); the
-                frames of the other shots are decoded and skipped.  Each shot
-                gives the same frames as in a whole run.
+                frames of the other shots are skipped (a video is seeked to the
+                first).  Each shot gives the same frames as in a whole run.
+            carry: the last frame of the window before the first chosen shot,
+                when that shot continues a long shot (a worker colouring one
+                window); within one call, windows carry into each other.
         """
         if plan is None:
             plan = self.plan(source, conditions)
@@ -234,10 +244,18 @@ class TemporalEngine:
                                    first.start_pts if begin else None))
         for i in sorted(chosen):
             shot = plan.shots[i]
+            if not shot.continues:
+                carry = None
+            elif carry is None or carry.index != shot.start - 1:
+                raise ValueError(f"shot {i} continues a long shot: give the previous window's last frame (carry)")
             propagation = ShotPropagation(self.flow, strategy.corrector, strategy, self.options)
             states = self._states(frames, shot.start, shot.stop)
-            for state, ab in propagation.run(states, anchors[i]):
-                yield compose_frame(state, ab)
+            final = None
+            for state, ab in propagation.run(states, anchors[i], carry):
+                final = compose_frame(state, ab)
+                yield final
+            if final is not None and i + 1 < len(plan.shots) and plan.shots[i + 1].continues:
+                carry = Carry.from_output(final[0].index, final[1], self.options.work_max_side)
             self.added_keyframes.extend(propagation.added_keyframes)
             if shot.stop >= last:
                 break
@@ -292,5 +310,5 @@ def analyse(
         sigs, (source.info.width, source.info.height), max_gap=o.max_gap, user_keyframes=o.keyframes,
         reference_frames=[r.frame for r in conditions.references if r.frame is not None],
         exemplar=bool(conditions.references), derive_keyframes=o.derive_keyframes, backward=o.backward,
-        is_color=is_color, pts=pts,
+        is_color=is_color, pts=pts, max_shot_frames=o.max_shot_frames,
     )

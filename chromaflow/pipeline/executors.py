@@ -30,6 +30,7 @@ from pathlib import Path
 
 from chromaflow.errors import ChromaflowError, InputError, NotAvailableError
 from chromaflow.pipeline.options import ColorizeOptions
+from chromaflow.pipeline.propagate import Carry
 from chromaflow.pipeline.work import Segment, SegmentWriter
 
 log = logging.getLogger("chromaflow")
@@ -50,6 +51,8 @@ class ShotTask:
         segment: where its segment goes.
         masks: folder of ``--save-masks`` (``None``: none).
         palette: the palette the driver resolved (a :class:`~chromaflow.guidance.palette.Palette`), or ``None``.
+        carry_from: the carry file of the previous window, when this shot continues a long shot.
+        carry_to: where to write this shot's last frame, when the next shot continues it.
     """
 
     input: str
@@ -60,6 +63,8 @@ class ShotTask:
     segment: str
     masks: str | None = None
     palette: object = None
+    carry_from: str | None = None
+    carry_to: str | None = None
 
 
 _COMPONENTS: dict = {}
@@ -93,16 +98,39 @@ def run_shot(task: ShotTask, on_frame: Callable[[], None] | None = None, compone
         conditions = build_conditions(task.options, source, report=False, palette=task.palette)
         writer = GroundingWriter(Path(task.masks)) if task.masks else None
         engine = build_engine(task.options, conditions, components, writer, report=False)
+        carry = load_carry(Path(task.carry_from)) if task.carry_from else None
         out = SegmentWriter(Path(task.segment), source.info.width, source.info.height)
         try:
-            for frame, rgb in engine.run(source, conditions, plan=plan, shots=[task.shot]):
+            last = None
+            for frame, rgb in engine.run(source, conditions, plan=plan, shots=[task.shot], carry=carry):
                 out.write(rgb, frame.pts)
+                last = (frame.index, rgb)
                 if on_frame is not None:
                     on_frame()
+            if task.carry_to and last is not None:
+                save_carry(Path(task.carry_to), Carry.from_output(*last, task.options.engine.work_max_side))
             return out.close(task.shot)
         except BaseException:
             out.abort()
             raise
+
+
+def save_carry(path: Path, carry: Carry) -> None:
+    """Write a window's last frame (atomically) for the next window of the long shot."""
+    import numpy as np
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        np.savez(fh, index=np.int64(carry.index), work=carry.work, ab=carry.ab)
+    os.replace(tmp, path)
+
+
+def load_carry(path: Path) -> Carry:
+    """Read what :func:`save_carry` wrote."""
+    import numpy as np
+
+    with np.load(path) as data:
+        return Carry(int(data["index"]), data["work"], data["ab"])
 
 
 class Executor(ABC):

@@ -41,6 +41,9 @@ class ShotPlan:
             keyframe to a reference photo.
         start_pts: the timestamp of frame ``start`` in the source (lets a
             worker seek to the shot instead of decoding what comes before).
+        continues: this is a window of a long shot that goes on from the
+            previous entry (no cut between): its colours start from that
+            window's last frame, carried along the motion.
     """
 
     start: int
@@ -48,6 +51,7 @@ class ShotPlan:
     keyframes: tuple[int, ...]
     precomputed: tuple[int, ...] = ()
     start_pts: int | None = None
+    continues: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.start < self.stop:
@@ -100,13 +104,15 @@ class Plan:
             shots = tuple(
                 ShotPlan(int(s["start"]), int(s["stop"]), tuple(int(k) for k in s["keyframes"]),
                          tuple(int(k) for k in s["precomputed"]),
-                         None if s.get("start_pts") is None else int(s["start_pts"]))
+                         None if s.get("start_pts") is None else int(s["start_pts"]), bool(s.get("continues", False)))
                 for s in data["shots"]
             )
             plan = cls(int(data["n_frames"]), int(data["width"]), int(data["height"]), shots, bool(data["is_color"]))
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not a chromaflow plan (missing or bad {exc})") from None
         stop = 0
+        if plan.shots and plan.shots[0].continues:
+            raise ValueError("the first shot cannot continue a previous one")
         for s in plan.shots:
             if s.start != stop:
                 raise ValueError(f"shots do not tile the frames: a shot starts at {s.start}, expected {stop}")
@@ -135,6 +141,7 @@ def make_plan(
     backward: bool = True,
     is_color: bool = False,
     pts: Sequence[int] | None = None,
+    max_shot_frames: int = 0,
 ) -> Plan:
     """Shots and keyframes from one signature per frame.
 
@@ -150,6 +157,8 @@ def make_plan(
             of a shot is coloured before propagation when both are true.
         is_color: whether the source looked like colour.
         pts: every frame's timestamp (stored per shot start, for seeking).
+        max_shot_frames: shots longer than this are split into windows at
+            keyframes (:func:`split_windows`); 0: never.
     """
     n = len(signatures)
     width, height = size
@@ -171,7 +180,38 @@ def make_plan(
             pre = (kf[0],)  # the colorizer colours the first; the others are derived
         else:
             pre = kf
-        shots.append(ShotPlan(start, stop, kf, pre, int(pts[start]) if pts is not None else None))
-    log.info("%d frames, %d shot%s, %d keyframes", n, len(shots), "" if len(shots) == 1 else "s",
-             sum(len(s.keyframes) for s in shots))
+        for w, (a, b) in enumerate(split_windows(kf, start, stop, max_shot_frames)):
+            inside = tuple(k for k in kf if a <= k < b)
+            if w == 0:
+                window_pre = tuple(k for k in pre if a <= k < b)
+            else:  # colours come in from the previous window; reference frames stay anchors
+                window_pre = tuple(k for k in pre if a <= k < b) if exemplar else ()
+            shots.append(ShotPlan(a, b, inside, window_pre, int(pts[a]) if pts is not None else None, w > 0))
+    windows = sum(s.continues for s in shots)
+    cuts_n = len(shots) - windows
+    log.info("%d frames, %d shot%s%s, %d keyframes", n, cuts_n, "" if cuts_n == 1 else "s",
+             f" ({windows} long-shot windows more)" if windows else "", sum(len(s.keyframes) for s in shots))
     return Plan(n, width, height, tuple(shots), is_color)
+
+
+def split_windows(keyframes: Sequence[int], start: int, stop: int, max_frames: int) -> list[tuple[int, int]]:
+    """``[(a, b), ...]``: ``[start, stop)`` cut at keyframes into windows of about ``max_frames`` frames.
+
+    A shot no longer than ``max_frames`` (or ``max_frames`` 0) is one window;
+    otherwise each cut is the keyframe nearest to the next multiple of
+    ``max_frames`` (keyframes are at most ``max_gap`` apart, so windows stay close to that size).
+    """
+    if max_frames <= 0 or stop - start <= max_frames:
+        return [(start, stop)]
+    cuts = [start]
+    inner = [k for k in keyframes if start < k < stop]
+    while stop - cuts[-1] > max_frames:
+        target = cuts[-1] + max_frames
+        after = [k for k in inner if k > cuts[-1] + max_frames // 2]
+        if not after:
+            break
+        cut = min(after, key=lambda k: abs(k - target))
+        if stop - cut < max_frames // 4:  # no tiny last window
+            break
+        cuts.append(cut)
+    return list(zip(cuts, [*cuts[1:], stop]))

@@ -71,6 +71,36 @@ class FrameState:
     conf_bwd: np.ndarray | None = None
 
 
+@dataclass(frozen=True)
+class Carry:
+    """The last frame of a window, carried into the next window of the same long shot.
+
+    Attributes:
+        index: its frame index.
+        work: ``(h, w)`` ``uint8`` gray at the working resolution.
+        ab: ``(h, w, 2)`` ``float32`` its output's Lab ab at the working resolution.
+    """
+
+    index: int
+    work: np.ndarray
+    ab: np.ndarray
+
+    @classmethod
+    def from_output(cls, index: int, rgb: np.ndarray, max_side: int) -> Carry:
+        """The carry of an output frame ``rgb`` (``(H, W, 3)`` ``uint8``)."""
+        import cv2
+
+        from chromaflow.color.lab import rgb_to_gray, rgb_to_lab
+        from chromaflow.pipeline.anchors import working_size
+
+        h, w = rgb.shape[:2]
+        size = working_size(w, h, max_side)
+        small = rgb if size == (w, h) else cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        gray = rgb_to_gray(rgb)
+        work = gray if size == (w, h) else cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+        return cls(int(index), work, np.ascontiguousarray(rgb_to_lab(small)[..., 1:], dtype=np.float32))
+
+
 def compose_frame(state: FrameState, ab: np.ndarray) -> tuple[Frame, np.ndarray]:
     """``(frame, rgb)``: the working chroma ``ab`` brought to full size and composed with the gray.
 
@@ -105,8 +135,15 @@ class ShotPropagation:
         self.options = options
         self.added_keyframes: list[int] = []
 
-    def run(self, states: Iterable[FrameState], shot: ShotAnchors) -> Iterator[tuple[FrameState, np.ndarray]]:
-        """Yield ``(state, ab)`` for every frame of the shot, in order (``ab``: working-size chroma)."""
+    def run(self, states: Iterable[FrameState], shot: ShotAnchors,
+            carry_in: Carry | None = None) -> Iterator[tuple[FrameState, np.ndarray]]:
+        """Yield ``(state, ab)`` for every frame of the shot, in order (``ab``: working-size chroma).
+
+        Args:
+            carry_in: the frame before the shot with its colours (a window
+                continuing a long shot): the shot's colours are carried on from
+                it, as if it were an anchor.
+        """
         opts = self.options
         anchors = list(shot.anchors)
         pending: SpillList[FrameState] = SpillList(opts.memory_budget_mb * 2**20)
@@ -115,6 +152,13 @@ class ShotPropagation:
         prev: FrameState | None = None
         last_anchor: int | None = None
         origin: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # last precomputed anchor (gray, ab, conf)
+        if carry_in is not None:
+            from chromaflow.color.lab import gray_to_lightness
+
+            ones = np.ones(carry_in.work.shape, np.float32)
+            prev = FrameState(carry_in.index, 0, carry_in.work, carry_in.work, gray_to_lightness(carry_in.work))
+            track, track_anchor, last_anchor = start_track(carry_in.ab, ones), carry_in.ab, carry_in.index
+            origin = (carry_in.work, carry_in.ab, ones)
         self.strategy.start_shot(shot)
         for item in states:
             t = item.index

@@ -231,6 +231,10 @@ class WorkDir:
     def segment_path(self, shot: int) -> Path:
         return self.path / f"shot_{shot:05d}.mkv"
 
+    def carry_path(self, shot: int) -> Path:
+        """Where a window's last frame waits for the next window of its long shot."""
+        return self.path / f"shot_{shot:05d}.carry.npz"
+
     def record(self, segment: Segment) -> None:
         """Add a finished segment to the manifest (atomically)."""
         self.manifest["segments"][str(segment.shot)] = {
