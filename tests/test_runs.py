@@ -260,6 +260,69 @@ def test_batch_reports_each_file_and_goes_on_after_a_failure(shots_clip, tmp_pat
     assert len(read_frames(out / "a.mp4")) == 6
 
 
+# ----------------------------------------------------------------- long shots in windows
+
+
+@pytest.fixture(scope="module")
+def long_shot(tmp_path_factory) -> tuple[Path, Path, list[np.ndarray]]:
+    root = tmp_path_factory.mktemp("long")
+    base = make_clip_frames(18)
+    frames = base + base[::-1][1:]  # the square goes and comes back: one shot of 35 frames
+    video = write_video(root / "long.mp4", [to_gray_rgb(f) for f in frames])
+    return video, write_png(root / "ref0.png", frames[0]), frames
+
+
+def _windowed(ref: Path, size: int, **kw) -> ColorizeOptions:
+    from dataclasses import replace
+
+    base = _opts(ref, **kw)
+    return replace(base, engine=replace(base.engine, max_shot_frames=size, max_gap=6))
+
+
+def test_long_shot_windows_join_without_a_seam(long_shot, tmp_path: Path) -> None:
+    from chromaflow.io.source import open_source
+    from chromaflow.metrics import psnr
+    from chromaflow.pipeline.engine import analyse
+
+    video, ref, frames = long_shot
+    opts = _windowed(ref, 12)
+    with open_source(video) as src:
+        plan = analyse(src, chromaflow.pipeline.build_conditions(opts, src), opts.engine)
+    assert len(plan.shots) >= 3 and [s.continues for s in plan.shots][:2] == [False, True]
+    one, windows, pooled = tmp_path / "one.mp4", tmp_path / "win.mp4", tmp_path / "pool.mp4"
+    chromaflow.colorize(video, one, _windowed(ref, 0))
+    chromaflow.colorize(video, windows, opts)
+    chromaflow.colorize(video, pooled, _windowed(ref, 12, executor="pool", workers=2))
+    a, b = read_frames(one), read_frames(windows)
+    _same(read_frames(pooled), b)  # windows wait for the one before them, wherever they run
+    _same(a, b)  # the windows hand over at an anchor of the whole shot, in the state a whole run has there
+    assert np.mean([psnr(x, g) for x, g in zip(b, frames)]) > 25.0
+    joins = [s.start for s in plan.shots[1:]]
+    from chromaflow.color.lab import rgb_to_lab
+
+    step = [float(np.abs(rgb_to_lab(b[t])[..., 1:] - rgb_to_lab(b[t - 1])[..., 1:]).mean()) for t in range(1, len(b))]
+    at_joins = [step[t - 1] for t in joins]
+    elsewhere = [v for t, v in enumerate(step, 1) if t not in joins]
+    assert max(at_joins) < 2.0 * max(elsewhere) + 0.5, (at_joins, max(elsewhere))  # no jump where windows meet
+
+
+def test_a_resume_inside_a_long_shot(long_shot, tmp_path: Path, caplog) -> None:
+    video, ref, _ = long_shot
+    out = tmp_path / "out.mp4"
+    reference = tmp_path / "ref.mp4"
+    chromaflow.colorize(video, reference, _windowed(ref, 12))
+    with pytest.raises(KeyboardInterrupt):
+        chromaflow.colorize(video, out, _windowed(ref, 12), on_event=_StopAfter(1))
+    assert (default_work_dir(out) / "shot_00000.carry.npz").exists()
+    with caplog.at_level("INFO", logger="chromaflow"):
+        chromaflow.colorize(video, out, _windowed(ref, 12))
+    assert "resuming: 1 of" in caplog.text
+    _same(read_frames(out), read_frames(reference))
+    ranged = tmp_path / "range.mp4"
+    chromaflow.colorize(video, ranged, _windowed(ref, 12, frames=(20, 30)))  # inside the second or third window
+    _same(read_frames(ranged), read_frames(reference)[20:30])
+
+
 # ----------------------------------------------------------------- executors and progress
 
 

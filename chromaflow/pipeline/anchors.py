@@ -77,9 +77,9 @@ def place_anchors(precomputed: Sequence[int], keyframes: Sequence[int], derive: 
 
 
 def continuing_anchors(shot: ShotPlan) -> list[int]:
-    """Anchors of a window that continues a long shot: its keyframes and precomputed frames, all after its
-    first frame (which is carried in from the previous window)."""
-    return sorted(k for k in {*shot.keyframes, *shot.precomputed} if k > shot.start)
+    """Anchors of a window that continues a long shot: its first frame (the anchor handed over by the
+    window before), its keyframes and its precomputed frames."""
+    return sorted({shot.start, *shot.keyframes, *shot.precomputed})
 
 
 def palette_samples(shot: ShotPlan) -> list[int]:

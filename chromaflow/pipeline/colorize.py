@@ -246,7 +246,6 @@ def colorize(
     from chromaflow.pipeline.executors import ShotTask, make_executor
     from chromaflow.pipeline.work import WorkDir, default_work_dir, input_fingerprint, read_segment
     from chromaflow.progress import RunProgress
-
     from chromaflow.runtime import resolve_device
 
     options = (options or ColorizeOptions()).resolved()
@@ -349,7 +348,8 @@ def _mux(out_path, source, plan, segments, work, first, stop, options, read_segm
     """Write the output from the segments of frames ``[first, stop)``, with the input's audio and timing."""
     info = source.info
     names = info.names
-    start_pts = segments[0].pts[first - plan.shots[segments[0].shot].start]
+    holder = next(seg for seg in segments if plan.shots[seg.shot].start <= first < plan.shots[seg.shot].stop)
+    start_pts = holder.pts[first - plan.shots[holder.shot].start]
     ranged = (first, stop) != (0, plan.n_frames)
     out_info = info
     audio = Path(source.info.path) if info.audio_streams and info.path is not None else None

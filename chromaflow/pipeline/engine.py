@@ -153,6 +153,8 @@ class TemporalEngine:
         self._matcher = matcher
         #: Frames made keyframes during the last run because propagation failed there.
         self.added_keyframes: list[int] = []
+        #: After a run whose last shot is followed by a window of the same long shot: the hand-over.
+        self.carry: Carry | None = None
         #: ``(frames, total, description) -> frames``: wraps every pass over the
         #: source (the pipeline sets a progress bar here); identity by default.
         self.progress: Callable[[Iterable[Frame], int, str], Iterable[Frame]] = lambda frames, total, desc: frames
@@ -219,15 +221,18 @@ class TemporalEngine:
             shots: indices of the plan's shots to colour (default: all); the
                 frames of the other shots are skipped (a video is seeked to the
                 first).  Each shot gives the same frames as in a whole run.
-            carry: the last frame of the window before the first chosen shot,
+            carry: the hand-over of the window before the first chosen shot,
                 when that shot continues a long shot (a worker colouring one
-                window); within one call, windows carry into each other.
+                window); within one call, windows hand over to each other, and
+                after the call :attr:`carry` holds the last window's hand-over
+                to the window after it (``None`` if it has none).
         """
         if plan is None:
             plan = self.plan(source, conditions)
             if plan.is_color:
                 log.warning("the input is in color: converting it to grayscale first")
         self.added_keyframes = []
+        self.carry = None
         if plan.n_frames == 0:
             return
         chosen = set(range(len(plan.shots)) if shots is None else shots)
@@ -242,21 +247,31 @@ class TemporalEngine:
         begin = first.start if shots is not None and first.start_pts is not None else 0
         frames = iter(self._frames(source, "colorizing", total if shots is not None else None, begin,
                                    first.start_pts if begin else None))
+        handed: FrameState | None = None  # the hand-over frame, read by the window before
         for i in sorted(chosen):
             shot = plan.shots[i]
             if not shot.continues:
                 carry = None
-            elif carry is None or carry.index != shot.start - 1:
-                raise ValueError(f"shot {i} continues a long shot: give the previous window's last frame (carry)")
+            elif carry is None or carry.index != shot.start:
+                raise ValueError(f"shot {i} continues a long shot: give the hand-over of the window before (carry)")
+            nxt = plan.shots[i + 1] if i + 1 < len(plan.shots) else None
+            carry_out = nxt.start if nxt is not None and nxt.continues else None
             propagation = ShotPropagation(self.flow, strategy.corrector, strategy, self.options)
-            states = self._states(frames, shot.start, shot.stop)
-            final = None
-            for state, ab in propagation.run(states, anchors[i], carry):
-                final = compose_frame(state, ab)
-                yield final
-            if final is not None and i + 1 < len(plan.shots) and plan.shots[i + 1].continues:
-                carry = Carry.from_output(final[0].index, final[1], self.options.work_max_side)
+            states = self._states(frames, shot.start, shot.stop if carry_out is None else carry_out + 1,
+                                  handed if handed is not None and handed.index == shot.start else None)
+            seen: list[FrameState] = []
+
+            def remember(states=states, seen=seen):
+                for state in states:
+                    seen[:] = [state]
+                    yield state
+
+            for state, ab in propagation.run(remember(), anchors[i], carry, carry_out):
+                yield compose_frame(state, ab)
+            carry = propagation.carry
+            handed = seen[0] if seen and carry_out is not None and seen[0].index == carry_out else None
             self.added_keyframes.extend(propagation.added_keyframes)
+            self.carry = carry
             if shot.stop >= last:
                 break
         strategy.finish()
@@ -264,8 +279,14 @@ class TemporalEngine:
             where = "" if shots is None else f" (shot{'s' if len(chosen) > 1 else ''} {', '.join(str(i + 1) for i in sorted(chosen))})"
             log.info("%d keyframes added where propagation failed%s", len(self.added_keyframes), where)
 
-    def _states(self, frames: Iterator[Frame], start: int, stop: int) -> Iterator[FrameState]:
-        """The frames ``[start, stop)`` of ``frames`` as fresh states (earlier frames are skipped)."""
+    def _states(self, frames: Iterator[Frame], start: int, stop: int,
+                first: FrameState | None = None) -> Iterator[FrameState]:
+        """The frames ``[start, stop)`` of ``frames`` as fresh states (earlier frames are skipped);
+        ``first``: frame ``start`` already read (handed over between windows)."""
+        if first is not None:
+            yield FrameState(first.index, first.pts, first.gray, first.work, first.light)
+            if first.index >= stop - 1:
+                return
         for frame in frames:
             if frame.index < start:
                 continue

@@ -101,14 +101,14 @@ def run_shot(task: ShotTask, on_frame: Callable[[], None] | None = None, compone
         carry = load_carry(Path(task.carry_from)) if task.carry_from else None
         out = SegmentWriter(Path(task.segment), source.info.width, source.info.height)
         try:
-            last = None
             for frame, rgb in engine.run(source, conditions, plan=plan, shots=[task.shot], carry=carry):
                 out.write(rgb, frame.pts)
-                last = (frame.index, rgb)
                 if on_frame is not None:
                     on_frame()
-            if task.carry_to and last is not None:
-                save_carry(Path(task.carry_to), Carry.from_output(*last, task.options.engine.work_max_side))
+            if task.carry_to:
+                if engine.carry is None:
+                    raise RuntimeError(f"shot {task.shot} ended before the next window's first frame")
+                save_carry(Path(task.carry_to), engine.carry)
             return out.close(task.shot)
         except BaseException:
             out.abort()
@@ -120,8 +120,9 @@ def save_carry(path: Path, carry: Carry) -> None:
     import numpy as np
 
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    origin = {} if carry.origin is None else dict(zip(("origin_gray", "origin_ab", "origin_conf"), carry.origin))
     with open(tmp, "wb") as fh:
-        np.savez(fh, index=np.int64(carry.index), work=carry.work, ab=carry.ab)
+        np.savez(fh, index=np.int64(carry.index), ab=carry.ab, conf=carry.conf, **origin)
     os.replace(tmp, path)
 
 
@@ -130,7 +131,10 @@ def load_carry(path: Path) -> Carry:
     import numpy as np
 
     with np.load(path) as data:
-        return Carry(int(data["index"]), data["work"], data["ab"])
+        origin = None
+        if "origin_gray" in data.files:
+            origin = (data["origin_gray"], data["origin_ab"], data["origin_conf"])
+        return Carry(int(data["index"]), data["ab"], data["conf"], origin)
 
 
 class Executor(ABC):

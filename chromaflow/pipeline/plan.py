@@ -180,7 +180,9 @@ def make_plan(
             pre = (kf[0],)  # the colorizer colours the first; the others are derived
         else:
             pre = kf
-        for w, (a, b) in enumerate(split_windows(kf, start, stop, max_shot_frames)):
+        # windows hand over at a keyframe that is an anchor of the whole shot: after its first precomputed one
+        split = max_shot_frames if pre and (exemplar or derive_keyframes) and backward else 0
+        for w, (a, b) in enumerate(split_windows([k for k in kf if not pre or k > min(pre)], start, stop, split)):
             inside = tuple(k for k in kf if a <= k < b)
             if w == 0:
                 window_pre = tuple(k for k in pre if a <= k < b)

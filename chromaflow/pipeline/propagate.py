@@ -73,32 +73,24 @@ class FrameState:
 
 @dataclass(frozen=True)
 class Carry:
-    """The last frame of a window, carried into the next window of the same long shot.
+    """Where a window of a long shot hands over to the next: the anchor at the next window's first frame.
+
+    The window before colours one frame more than it emits, the first frame of
+    the next window, as the anchor it is in the whole shot; the next window
+    starts from that anchor with the same state a whole-shot run would have.
 
     Attributes:
-        index: its frame index.
-        work: ``(h, w)`` ``uint8`` gray at the working resolution.
-        ab: ``(h, w, 2)`` ``float32`` its output's Lab ab at the working resolution.
+        index: the frame (the next window's first).
+        ab: ``(h, w, 2)`` ``float32`` its anchor chroma (Lab ab) at the working resolution.
+        conf: ``(h, w)`` ``float32`` its confidence.
+        origin: the shot's last anchor coloured before propagation, ``(gray (h, w) uint8,
+            ab (h, w, 2), conf (h, w))``, for the direct match (``None``: none yet).
     """
 
     index: int
-    work: np.ndarray
     ab: np.ndarray
-
-    @classmethod
-    def from_output(cls, index: int, rgb: np.ndarray, max_side: int) -> Carry:
-        """The carry of an output frame ``rgb`` (``(H, W, 3)`` ``uint8``)."""
-        import cv2
-
-        from chromaflow.color.lab import rgb_to_gray, rgb_to_lab
-        from chromaflow.pipeline.anchors import working_size
-
-        h, w = rgb.shape[:2]
-        size = working_size(w, h, max_side)
-        small = rgb if size == (w, h) else cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-        gray = rgb_to_gray(rgb)
-        work = gray if size == (w, h) else cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
-        return cls(int(index), work, np.ascontiguousarray(rgb_to_lab(small)[..., 1:], dtype=np.float32))
+    conf: np.ndarray
+    origin: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
 def compose_frame(state: FrameState, ab: np.ndarray) -> tuple[Frame, np.ndarray]:
@@ -126,6 +118,7 @@ class ShotPropagation:
 
     Attributes:
         added_keyframes: frames made anchors because propagation failed there.
+        carry: after a run with ``carry_out``, the hand-over to the next window.
     """
 
     def __init__(self, flow, corrector: Corrector, strategy: AnchorStrategy, options) -> None:
@@ -134,31 +127,35 @@ class ShotPropagation:
         self.strategy = strategy
         self.options = options
         self.added_keyframes: list[int] = []
+        self.carry: Carry | None = None
 
-    def run(self, states: Iterable[FrameState], shot: ShotAnchors,
-            carry_in: Carry | None = None) -> Iterator[tuple[FrameState, np.ndarray]]:
+    def run(self, states: Iterable[FrameState], shot: ShotAnchors, carry_in: Carry | None = None,
+            carry_out: int | None = None) -> Iterator[tuple[FrameState, np.ndarray]]:
         """Yield ``(state, ab)`` for every frame of the shot, in order (``ab``: working-size chroma).
 
         Args:
-            carry_in: the frame before the shot with its colours (a window
-                continuing a long shot): the shot's colours are carried on from
-                it, as if it were an anchor.
+            carry_in: the anchor this window starts from (a window continuing a
+                long shot: its first frame, coloured by the window before).
+            carry_out: the first frame of the next window of a long shot: it is
+                coloured as the anchor it is, not yielded, and left in
+                :attr:`carry` (``states`` must include it).
         """
         opts = self.options
         anchors = list(shot.anchors)
+        colors = dict(shot.colors)
+        if carry_in is not None:
+            colors[carry_in.index] = (carry_in.ab, carry_in.conf)
+            anchors = sorted({*anchors, carry_in.index})
+        if carry_out is not None:
+            anchors = sorted({*anchors, carry_out})
+        self.carry = None
         pending: SpillList[FrameState] = SpillList(opts.memory_budget_mb * 2**20)
         track: Track | None = None  # forward chain from the last anchor
         track_anchor: np.ndarray | None = None  # that anchor's chroma
         prev: FrameState | None = None
         last_anchor: int | None = None
-        origin: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # last precomputed anchor (gray, ab, conf)
-        if carry_in is not None:
-            from chromaflow.color.lab import gray_to_lightness
-
-            ones = np.ones(carry_in.work.shape, np.float32)
-            prev = FrameState(carry_in.index, 0, carry_in.work, carry_in.work, gray_to_lightness(carry_in.work))
-            track, track_anchor, last_anchor = start_track(carry_in.ab, ones), carry_in.ab, carry_in.index
-            origin = (carry_in.work, carry_in.ab, ones)
+        # the shot's last anchor coloured before propagation (gray, ab, conf), for the direct match
+        origin = carry_in.origin if carry_in is not None else None
         self.strategy.start_shot(shot)
         for item in states:
             t = item.index
@@ -183,9 +180,10 @@ class ShotPropagation:
                     track, ab = self.corrector.correct_track(item.light, track, ab, lum)
                 fwd = (ab, track.confidence)
             if t in anchors:
-                if t in shot.colors:
-                    ab_t, conf_t = shot.colors[t]
-                    origin = (item.work, ab_t, conf_t)
+                if t in colors:
+                    ab_t, conf_t = colors[t]
+                    if carry_in is None or t != carry_in.index:  # a carried anchor keeps the shot's origin
+                        origin = (item.work, ab_t, conf_t)
                 elif self.strategy.colours_keyframe(t, fwd is not None, t in self.added_keyframes):
                     ab_t, conf_t = self.strategy.recolor(item.light, t, fwd, shot)
                 else:  # derived anchor: propagated colours (or the direct match), corrected
@@ -198,6 +196,9 @@ class ShotPropagation:
                 if len(pending):
                     yield from self._flush(pending, (ab_t, conf_t), item, last_anchor, t)
                     pending.clear()
+                if t == carry_out:  # the next window's first frame: hand over, do not yield
+                    self.carry = Carry(t, ab_t, conf_t, origin)
+                    return
                 track, track_anchor = start_track(ab_t, conf_t), ab_t
                 last_anchor = t
                 yield item, ab_t
