@@ -17,6 +17,7 @@ from test_cli import assert_one_line_error, invoke
 
 import chromaflow
 from chromaflow import ColorizeOptions, ReferenceSpec
+from chromaflow.errors import OutputError
 from chromaflow.pipeline.work import WorkDir, default_work_dir
 
 SHOT = 10
@@ -160,6 +161,39 @@ def test_unwritable_work_folder_is_one_line(shots_clip, tmp_path: Path) -> None:
     r = invoke("colorize", video, "-o", tmp_path / "o.mp4", "--reference", ref, "--work-dir", blocker / "work")
     assert_one_line_error(r, "work folder")
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_a_full_work_folder_is_one_line_and_keeps_finished_shots(shots_clip, tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    import chromaflow.pipeline.work as work_module
+
+    video, ref, _ = shots_clip
+    out = tmp_path / "out.mp4"
+    real = work_module.av.VideoFrame
+    calls = []
+
+    class FillingUp:
+        @staticmethod
+        def from_ndarray(*a, **k):
+            calls.append(1)
+            if len(calls) > 2 * SHOT + 3:  # the disk fills during the third shot
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real.from_ndarray(*a, **k)
+
+    monkeypatch.setattr(work_module.av, "VideoFrame", FillingUp)
+    with pytest.raises(OutputError, match="No space left on device"):
+        chromaflow.colorize(video, out, _opts(ref))
+    work = default_work_dir(out)
+    assert not out.exists() and len(json.loads((work / "manifest.json").read_text())["segments"]) == 2
+    assert not list(work.glob(".*.tmp"))  # the half-written segment is gone
+
+
+def test_ray_address_that_does_not_answer_is_one_line(shots_clip, tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    video, ref, _ = shots_clip
+    r = invoke("colorize", video, "-o", tmp_path / "o.mp4", "--reference", ref, "--ray", "127.0.0.1:9")
+    assert_one_line_error(r, "cannot reach the ray cluster", "127.0.0.1:9")
 
 
 def test_stale_temporary_output_of_a_killed_run_is_removed(shots_clip, tmp_path: Path) -> None:

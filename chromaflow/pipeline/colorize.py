@@ -250,6 +250,9 @@ def colorize(
 
     options = (options or ColorizeOptions()).resolved()
     resolve_device(options.runtime.device)  # a device this machine lacks is an error before any work
+    from chromaflow.pipeline.executors import check_executor
+
+    check_executor(options.executor, options.ray_address)
     in_path = Path(input)
     out_path = check_output_path(output, options.overwrite, in_path)
     remove_stale_outputs(out_path)
@@ -257,13 +260,19 @@ def colorize(
     executor = None
     with open_source(in_path, fps=options.fps) as source:
         conditions = build_conditions(options, source)
-        if options.save_masks is not None and (not conditions.prompt or conditions.references):
-            log.warning("--save-masks writes the masks of a prompt's objects; this run grounds none")
+        if options.executor == "inprocess" and not options.ray_address:
+            # the components this process will use, built now: a missing model is an error before any work
+            components = components or Components(Runtime(options.runtime))
+            build_engine(options, conditions, components, report=False)
         if options.frames is not None and options.frames[0] >= source.info.n_frames:
             raise InputError(f"--frames {_range_text(options.frames)}: the input has {source.info.n_frames} frames")
-        masks = str(options.save_masks) if options.save_masks is not None else None
-        if masks is not None:
-            GroundingWriter(options.save_masks)  # checks the folder now, before any work
+        masks = None
+        if options.save_masks is not None:
+            if not conditions.prompt or conditions.references:
+                log.warning("--save-masks writes the masks of a prompt's objects; this run grounds none")
+            else:
+                GroundingWriter(options.save_masks)  # checks (and makes) the folder now, before any work
+                masks = str(options.save_masks)
         work = WorkDir(options.work_dir or default_work_dir(out_path))
         try:
             plan, reason = work.start(input_fingerprint(in_path), config_hash(options), options.fresh)
@@ -337,7 +346,10 @@ def colorize(
                             "" if kept == 1 else "s", work.path)
             raise
         except BaseException:
-            work.release()  # finished shots stay for a resume
+            if work.manifest.get("segments"):
+                work.release()  # finished shots stay for a resume
+            else:
+                work.remove()  # nothing to resume: leave nothing behind
             raise
     config = _write_config(out_path, config_text)
     work.remove()

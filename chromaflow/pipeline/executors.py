@@ -71,7 +71,8 @@ _COMPONENTS: dict = {}
 
 
 def _components(options: ColorizeOptions):
-    """The components of this process for ``options.runtime`` (models load once per process)."""
+    """The components of a worker process for ``options.runtime`` (a pool's or Ray's worker colours many
+    shots: its models load once)."""
     from chromaflow.registry import Components
     from chromaflow.runtime import Runtime
 
@@ -170,7 +171,12 @@ class InProcessExecutor(Executor):
         self.components = components
 
     def run(self, tasks, on_done, on_frame=None):
+        from chromaflow.registry import Components
+        from chromaflow.runtime import Runtime
+
         for task in tasks:
+            if self.components is None:  # one set per run: models load once, not once per shot
+                self.components = Components(Runtime(task.options.runtime))
             on_done(run_shot(task, on_frame, self.components))
 
 
@@ -306,6 +312,22 @@ def _ray_shot(task: ShotTask):
         return "ok", run_shot(task)
     except ChromaflowError as exc:
         return "error", str(exc)
+
+
+def check_executor(name: str, address: str | None = None) -> None:
+    """Refuse, before any work, an executor that cannot run: an unknown name, Ray missing, a cluster
+    that does not answer (one line)."""
+    import importlib.util
+
+    if name not in EXECUTORS:
+        raise InputError(f"unknown executor {name!r}; use one of {', '.join(EXECUTORS)}")
+    if address and name not in ("ray", "inprocess"):
+        raise InputError("--ray ADDRESS goes with --executor ray")
+    if name == "ray" or address:
+        if importlib.util.find_spec("ray") is None:
+            raise NotAvailableError("--executor ray needs Ray: pip install 'chromaflow[ray]'")
+        if address:
+            _check_reachable(address)
 
 
 def make_executor(name: str = "inprocess", workers: int | None = None, address: str | None = None,

@@ -101,34 +101,54 @@ class SegmentWriter:
     def __init__(self, path: Path, width: int, height: int) -> None:
         self.path = path
         self._tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        self._out = av.open(str(self._tmp), mode="w", format="matroska")
-        stream = self._out.add_stream("libx264rgb", rate=25)
-        stream.width, stream.height, stream.pix_fmt = width, height, "rgb24"
-        stream.options = {"crf": "0", "preset": "ultrafast"}
-        self._stream = stream
         self.pts: list[int] = []
+        with self._errors():
+            self._out = av.open(str(self._tmp), mode="w", format="matroska")
+            stream = self._out.add_stream("libx264rgb", rate=25)
+            stream.width, stream.height, stream.pix_fmt = width, height, "rgb24"
+            stream.options = {"crf": "0", "preset": "ultrafast"}
+            self._stream = stream
+
+    def _errors(self):
+        """A disk that fills up or a folder that goes away: one line, the finished segments kept."""
+        import contextlib
+
+        @contextlib.contextmanager
+        def guard():
+            try:
+                yield
+            except (OSError, av.error.FFmpegError) as exc:
+                self.abort()
+                why = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+                raise OutputError(f"cannot write the work folder {self.path.parent}: {why} "
+                                  "(finished shots are kept: free space and run the same command again)") from None
+
+        return guard()
 
     def write(self, rgb: np.ndarray, pts: int) -> None:
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-        frame.pts = len(self.pts)
-        for packet in self._stream.encode(frame):
-            self._out.mux(packet)
+        with self._errors():
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            frame.pts = len(self.pts)
+            for packet in self._stream.encode(frame):
+                self._out.mux(packet)
         self.pts.append(int(pts))
 
     def close(self, shot: int) -> Segment:
         """Finish the file, move it into place and describe it."""
-        for packet in self._stream.encode(None):
-            self._out.mux(packet)
-        self._out.close()
-        with open(self._tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(self._tmp, self.path)
+        with self._errors():
+            for packet in self._stream.encode(None):
+                self._out.mux(packet)
+            self._out.close()
+            with open(self._tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(self._tmp, self.path)
         return Segment(shot, self.path.name, len(self.pts), tuple(self.pts), self.path.stat().st_size,
                        _sha256(self.path))
 
     def abort(self) -> None:
         try:
-            self._out.close()
+            if hasattr(self, "_out"):
+                self._out.close()
         except Exception:  # noqa: BLE001 - best effort on the way out
             pass
         self._tmp.unlink(missing_ok=True)
