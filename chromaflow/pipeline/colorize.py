@@ -243,15 +243,13 @@ def colorize(
         ChromaflowError: bad input, bad options or an unwritable output.
     """
     from chromaflow.pipeline.engine import analyse
-    from chromaflow.pipeline.executors import ShotTask, make_executor
-    from chromaflow.pipeline.work import WorkDir, default_work_dir, input_fingerprint, read_segment
+    from chromaflow.pipeline.executors import ShotTask, check_executor, make_executor
+    from chromaflow.pipeline.work import WorkDir, default_work_dir, input_fingerprint
     from chromaflow.progress import RunProgress
     from chromaflow.runtime import resolve_device
 
     options = (options or ColorizeOptions()).resolved()
     resolve_device(options.runtime.device)  # a device this machine lacks is an error before any work
-    from chromaflow.pipeline.executors import check_executor
-
     check_executor(options.executor, options.ray_address)
     in_path = Path(input)
     out_path = check_output_path(output, options.overwrite, in_path)
@@ -314,10 +312,11 @@ def colorize(
             if todo:
                 executor = make_executor(options.executor, options.workers, options.ray_address, components)
                 per_frame = executor.name == "inprocess"
+                task_options = _pinned_threads(options) if not per_frame else options
 
                 def task(i: int) -> ShotTask:
                     nxt = i + 1 < len(plan.shots) and plan.shots[i + 1].continues
-                    return ShotTask(str(in_path), options.fps, options, plan.to_dict(), i, str(work.segment_path(i)),
+                    return ShotTask(str(in_path), options.fps, task_options, plan.to_dict(), i, str(work.segment_path(i)),
                                     masks, conditions.palette,
                                     str(work.carry_path(i - 1)) if plan.shots[i].continues else None,
                                     str(work.carry_path(i)) if nxt else None)
@@ -335,7 +334,7 @@ def colorize(
                 finally:
                     executor.close()
             progress.mux()
-            frames = _mux(out_path, source, plan, [done[i] for i in needed], work, first, stop, options, read_segment)
+            frames = _mux(out_path, source, plan, [done[i] for i in needed], work, first, stop, options)
             seconds = time.perf_counter() - start
             progress.close()
         except KeyboardInterrupt:
@@ -356,8 +355,24 @@ def colorize(
     return ColorizeResult(out_path, frames, seconds, name, config)
 
 
-def _mux(out_path, source, plan, segments, work, first, stop, options, read_segment) -> int:
+def _pinned_threads(options: ColorizeOptions) -> ColorizeOptions:
+    """The options with torch's CPU threads fixed to this process's count, for workers elsewhere.
+
+    Float reductions depend on the thread count, and a pool or Ray worker
+    starts with its own (Ray gives each task one); pinning the count makes
+    every executor write the same frames as a run here.
+    """
+    if options.runtime.threads:
+        return options
+    import torch
+
+    return dataclasses.replace(options, runtime=dataclasses.replace(options.runtime, threads=torch.get_num_threads()))
+
+
+def _mux(out_path, source, plan, segments, work, first, stop, options) -> int:
     """Write the output from the segments of frames ``[first, stop)``, with the input's audio and timing."""
+    from chromaflow.pipeline.work import read_segment
+
     info = source.info
     names = info.names
     holder = next(seg for seg in segments if plan.shots[seg.shot].start <= first < plan.shots[seg.shot].stop)
