@@ -102,7 +102,7 @@ class ColorizeOptions:
         workers: processes of the pool, or CPUs of a local Ray instance (default: all cores).
         ray_address: a Ray cluster to run on (implies ``executor="ray"``).
 
-    The last ten fields say how to run, not what colours to make: they are
+    The last nine fields say how to run, not what colours to make: they are
     not part of the configuration file.
     """
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from chromaflow.errors import OutputError
 from chromaflow.pipeline.plan import Plan
+from chromaflow.store.store import sha256_of
 
 log = logging.getLogger("chromaflow")
 
@@ -87,14 +88,6 @@ class Segment:
     sha256: str
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(_SAMPLE), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 class SegmentWriter:
     """Writes one shot's RGB frames losslessly to ``path`` (atomically: a temporary name until :meth:`close`)."""
 
@@ -143,7 +136,7 @@ class SegmentWriter:
                 os.fsync(fh.fileno())
             os.replace(self._tmp, self.path)
         return Segment(shot, self.path.name, len(self.pts), tuple(self.pts), self.path.stat().st_size,
-                       _sha256(self.path))
+                       sha256_of(self.path))
 
     def abort(self) -> None:
         try:
@@ -271,7 +264,7 @@ class WorkDir:
                 continue
             seg = Segment(i, raw["file"], int(raw["frames"]), tuple(raw["pts"]), int(raw["size"]), raw["sha256"])
             path = self.path / seg.file
-            if not path.is_file() or path.stat().st_size != seg.size or _sha256(path) != seg.sha256:
+            if not path.is_file() or path.stat().st_size != seg.size or sha256_of(path) != seg.sha256:
                 log.warning("segment of shot %d is truncated or damaged (%s): colouring that shot again", i + 1,
                             path.name)
                 del self.manifest["segments"][str(i)]
