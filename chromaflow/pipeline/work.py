@@ -150,7 +150,9 @@ class SegmentWriter:
 def read_segment(path: Path) -> Iterator[np.ndarray]:
     """The ``(H, W, 3)`` ``uint8`` RGB frames of a segment, in order."""
     with av.open(str(path)) as container:
-        for frame in container.decode(video=0):
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"  # frame threads: the mux decodes while it encodes the output
+        for frame in container.decode(stream):
             yield frame.to_ndarray(format="rgb24")
 
 
