@@ -319,19 +319,29 @@ def _colorize_one(input: Path, output: Path, options, preview: bool):
 
 def _colorize_batch(inputs: list[Path], folder: Path, options, preview: bool) -> None:
     """Colorize each input into ``folder`` (one status line each); exit 1 if any failed."""
-    from chromaflow.io.sink import VIDEO_OUTPUT_EXTENSIONS
+    from chromaflow.io.sink import IMAGE_EXTENSIONS, VIDEO_OUTPUT_EXTENSIONS
 
     if folder.exists() and not folder.is_dir():
         raise InputError(f"-o {folder}: a batch of {len(inputs)} inputs goes into a folder, and this is a file")
+    targets = {}
+    for path in inputs:
+        ext = path.suffix.lower()
+        if path.is_file() and ext in IMAGE_EXTENSIONS:
+            name = path.name  # an image stays an image
+        elif ext in VIDEO_OUTPUT_EXTENSIONS:
+            name = path.name
+        else:  # a frame folder, or a video chromaflow cannot write in its own container
+            name = path.stem + ".mp4" if path.is_file() else path.name + ".mp4"
+        if name in targets.values():
+            raise InputError(f"two inputs would write {folder / name} ({path} and another); colorize them "
+                             "into separate folders")
+        targets[path] = name
     folder.mkdir(parents=True, exist_ok=True)
     failed = 0
     log = logging.getLogger("chromaflow")
     level = log.level
     for k, path in enumerate(inputs, 1):
-        ext = path.suffix.lower()
-        target = folder / (path.stem + (ext if ext in VIDEO_OUTPUT_EXTENSIONS else (ext if path.is_file() else "")))
-        if not path.is_dir() and path.suffix.lower() not in VIDEO_OUTPUT_EXTENSIONS and path.is_file():
-            target = folder / path.name  # an image stays an image
+        target = folder / targets[path]
         try:
             log.setLevel(logging.WARNING)  # one status line per file; warnings and errors still show
             result = _colorize_one(path, target, options, preview)

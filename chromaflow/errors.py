@@ -30,3 +30,9 @@ class NotAvailableError(ChromaflowError):
     """An option that a later release implements was requested."""
 
     exit_code = 3
+
+
+class WorkerError(ChromaflowError):
+    """A worker colouring a shot failed (it died, or a task failed on the cluster); finished shots are kept."""
+
+    exit_code = 1

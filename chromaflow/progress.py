@@ -155,10 +155,14 @@ class RunProgress:
     def mux(self) -> None:
         self._emit("mux")
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """Stop drawing (a failed or interrupted run): no "done" event."""
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+
+    def close(self) -> None:
+        self.stop()
         self._emit("done")
 
 

@@ -142,6 +142,40 @@ def test_fresh_ignores_finished_shots(shots_clip, whole, tmp_path: Path, caplog)
     _same(read_frames(out), whole)
 
 
+def test_work_dir_leaves_the_rest_of_that_folder_alone(shots_clip, whole, tmp_path: Path) -> None:
+    video, ref, _ = shots_clip
+    scratch = tmp_path / "scratch"
+    (scratch / "keep").mkdir(parents=True)
+    (scratch / "precious.txt").write_text("mine")
+    out = tmp_path / "out.mp4"
+    chromaflow.colorize(video, out, _opts(ref, work_dir=scratch))
+    _same(read_frames(out), whole)
+    assert sorted(p.name for p in scratch.iterdir()) == ["keep", "precious.txt"]  # only its own folder went
+
+
+def test_an_edited_reference_starts_afresh(shots_clip, tmp_path: Path, caplog) -> None:
+    video, _, frames = shots_clip
+    ref = write_png(tmp_path / "ref.png", frames[0])
+    out = tmp_path / "out.mp4"
+    with pytest.raises(KeyboardInterrupt):
+        chromaflow.colorize(video, out, _opts(ref), on_event=_StopAfter(1))
+    write_png(ref, np.ascontiguousarray(frames[0][:, :, ::-1]))  # the same path, other colours
+    with caplog.at_level("INFO", logger="chromaflow"):
+        chromaflow.colorize(video, out, _opts(ref))
+    assert "starting afresh: the configuration differs" in caplog.text and "resuming" not in caplog.text
+
+
+def test_workers_use_the_palette_the_driver_resolved(shots_clip) -> None:
+    from chromaflow.guidance.palette import parse_hex_list
+    from chromaflow.io.source import open_source
+
+    video, _, _ = shots_clip
+    given = parse_hex_list("#ff0000,#00ff00")
+    with open_source(video) as src:
+        cond = chromaflow.pipeline.build_conditions(ColorizeOptions(palette="#0000ff"), src, palette=given)
+    assert cond.palette.hex() == given.hex()
+
+
 def test_a_second_run_on_the_same_output_refuses(shots_clip, tmp_path: Path) -> None:
     video, ref, _ = shots_clip
     out = tmp_path / "out.mp4"
@@ -292,6 +326,13 @@ def test_batch_reports_each_file_and_goes_on_after_a_failure(shots_clip, tmp_pat
     assert "2 of 3 done, 1 failed" in r.stderr
     assert sorted(p.name for p in out.iterdir() if p.suffix == ".mp4") == ["a.mp4", "b.mp4"]
     assert len(read_frames(out / "a.mp4")) == 6
+    import shutil
+
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(inputs / "a.mp4", other / "a.mp4")
+    r = invoke("colorize", inputs / "a.mp4", other / "a.mp4", "-o", tmp_path / "o2", "--reference", ref)
+    assert_one_line_error(r, "two inputs would write")
 
 
 # ----------------------------------------------------------------- long shots in windows

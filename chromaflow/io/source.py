@@ -41,11 +41,14 @@ class Frame:
         index: 0-based position in the source.
         rgb: ``(H, W, 3)`` ``uint8`` sRGB.
         pts: presentation time in units of the source's ``time_base``.
+        pts_exact: ``pts`` is the file's own (``False``: the file had none, or
+            one not after the previous frame's, and it was made up).
     """
 
     index: int
     rgb: np.ndarray
     pts: int
+    pts_exact: bool = True
 
 
 @dataclass(frozen=True)
@@ -282,16 +285,17 @@ class VideoFileSource(FrameSource):
                         found = True
                     if stop is not None and index >= stop:
                         return
-                    if pts is None or (last_pts is not None and pts <= last_pts):
+                    exact = not (pts is None or (last_pts is not None and pts <= last_pts))
+                    if not exact:
                         pts = (last_pts + step) if last_pts is not None else self.info.start_pts
                     last_pts = pts
                     rgb = frame.reformat(format="rgb24", interpolation=SWS_ACCURATE).to_ndarray()
                     if rgb.shape[:2] != (self.info.height, self.info.width):
                         rgb = cv2.resize(rgb, (self.info.width, self.info.height), interpolation=cv2.INTER_AREA)
-                    yield Frame(index, rgb, pts)
+                    yield Frame(index, rgb, pts, exact)
                     index += 1
             except av.error.FFmpegError as exc:
-                if index == 0:
+                if index == start:
                     raise InputError(f"cannot decode {self.path}: {_short(exc)}") from None
                 # A damaged tail: keep what decoded, the pipeline reports the count.
                 return

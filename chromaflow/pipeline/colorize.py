@@ -78,12 +78,14 @@ def build_conditions(options: ColorizeOptions, source: FrameSource, report: bool
         load_reference(spec.path, spec.frame, info.width, info.height, info.n_frames)
         for spec in options.references
     )
-    palette, per_shot = None, None
+    resolved, palette, per_shot = palette, None, None
     if options.palette_per_shot:
         if (options.palette or "").strip() != "tags":
             raise InputError("--per-shot-palette works with --palette tags (each shot's palette from its own content)")
         per_shot = functools.partial(_tag_palette_of_frames, seed=options.seed)
-    elif options.palette and palette is None:
+    elif resolved is not None:
+        palette = resolved
+    elif options.palette:
         palette = parse_palette_spec(options.palette, seed=options.seed, video=source)
         if report:
             log.info("palette %s", ",".join(palette.hex()))
@@ -182,16 +184,33 @@ def stored_config(options: ColorizeOptions, input: Path) -> str:
 
 
 def config_hash(options: ColorizeOptions) -> str:
-    """The sha256 of everything in the configuration that shapes a shot's colours (not the output's encoding)."""
+    """The sha256 of everything that shapes a shot's colours: the configuration (not the output's encoding),
+    the contents of the files it names (references, a palette image, weights) and chromaflow's version."""
     import hashlib
     import json
 
+    import chromaflow
     from chromaflow.pipeline.options import config_to_dict
+    from chromaflow.pipeline.work import input_fingerprint
 
     data = config_to_dict(dataclasses.replace(
         options, references=tuple(dataclasses.replace(r, path=Path(os.path.abspath(r.path)))
                                   for r in options.references)))
     data.pop("output", None)
+    files = {}  # the contents of every file the configuration names (references, palette image, weights)
+
+    def walk(value):
+        if isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+        elif isinstance(value, str) and value and os.path.isfile(value):
+            files[value] = input_fingerprint(Path(value))
+
+    walk(data)
+    data = {"config": data, "files": files, "chromaflow": chromaflow.__version__}
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -261,7 +280,9 @@ def colorize(
         if options.executor == "inprocess" and not options.ray_address:
             # the components this process will use, built now: a missing model is an error before any work
             components = components or Components(Runtime(options.runtime))
-            build_engine(options, conditions, components, report=False)
+            early = build_engine(options, conditions, components)
+            if early.hints is not None:
+                early.hints.begin(conditions)  # says once what each prompt object stands for
         if options.frames is not None and options.frames[0] >= source.info.n_frames:
             raise InputError(f"--frames {_range_text(options.frames)}: the input has {source.info.n_frames} frames")
         masks = None
@@ -271,7 +292,7 @@ def colorize(
             else:
                 GroundingWriter(options.save_masks)  # checks (and makes) the folder now, before any work
                 masks = str(options.save_masks)
-        work = WorkDir(options.work_dir or default_work_dir(out_path))
+        work = WorkDir(default_work_dir(out_path, options.work_dir))
         try:
             plan, reason = work.start(input_fingerprint(in_path), config_hash(options), options.fresh)
             if reason is not None:
@@ -312,14 +333,17 @@ def colorize(
             if todo:
                 executor = make_executor(options.executor, options.workers, options.ray_address, components)
                 per_frame = executor.name == "inprocess"
-                task_options = _pinned_threads(options) if not per_frame else options
+                task_options = _absolute(_pinned_threads(options) if not per_frame else options)
+                plan_data = plan.to_dict()
+                where = work.path.absolute()
 
                 def task(i: int) -> ShotTask:
                     nxt = i + 1 < len(plan.shots) and plan.shots[i + 1].continues
-                    return ShotTask(str(in_path), options.fps, task_options, plan.to_dict(), i, str(work.segment_path(i)),
-                                    masks, conditions.palette,
-                                    str(work.carry_path(i - 1)) if plan.shots[i].continues else None,
-                                    str(work.carry_path(i)) if nxt else None)
+                    return ShotTask(str(in_path.absolute()), options.fps, task_options, plan_data, i,
+                                    str(where / work.segment_path(i).name), masks and str(Path(masks).absolute()),
+                                    conditions.palette,
+                                    str(where / work.carry_path(i - 1).name) if plan.shots[i].continues else None,
+                                    str(where / work.carry_path(i).name) if nxt else None)
 
                 def finished(segment):
                     work.record(segment)
@@ -338,6 +362,7 @@ def colorize(
             seconds = time.perf_counter() - start
             progress.close()
         except KeyboardInterrupt:
+            _stop(locals().get("progress"))
             work.release()
             kept = len(work.manifest.get("segments", {}))
             if kept:
@@ -345,6 +370,7 @@ def colorize(
                             "" if kept == 1 else "s", work.path)
             raise
         except BaseException:
+            _stop(locals().get("progress"))
             if work.manifest.get("segments"):
                 work.release()  # finished shots stay for a resume
             else:
@@ -353,6 +379,12 @@ def colorize(
     config = _write_config(out_path, config_text)
     work.remove()
     return ColorizeResult(out_path, frames, seconds, name, config)
+
+
+def _absolute(options: ColorizeOptions) -> ColorizeOptions:
+    """The options with reference paths made absolute (a worker elsewhere has another working folder)."""
+    return dataclasses.replace(options, references=tuple(
+        dataclasses.replace(r, path=Path(os.path.abspath(r.path))) for r in options.references))
 
 
 def _pinned_threads(options: ColorizeOptions) -> ColorizeOptions:
@@ -400,6 +432,12 @@ def _mux(out_path, source, plan, segments, work, first, stop, options) -> int:
     if not ranged and plan.n_frames != info.n_frames:
         log.warning("decoded %d of the %d frames the input announces", plan.n_frames, info.n_frames)
     return stop - first
+
+
+def _stop(progress) -> None:
+    """Stop a progress bar on the way out of a failed run (the terminal gets its cursor back)."""
+    if progress is not None:
+        progress.stop()
 
 
 def _range_text(frames: tuple[int, int | None]) -> str:

@@ -319,14 +319,16 @@ def analyse(
     """
     o = options or EngineOptions()
     sigs: list[Signature] = []
-    pts: list[int] = []
+    pts: list[int | None] = []
+    exact = True  # every timestamp so far is the file's own: a seek to one finds its frame
     is_color = False
     frames = iter(source) if progress is None else progress(iter(source), source.info.n_frames, "analysing")
     for frame in frames:
         if not is_color and frame.index < 3 and is_probably_color(frame.rgb):
             is_color = True
         sigs.append(frame_signature(work_gray(rgb_to_gray(frame.rgb), o.work_max_side)))
-        pts.append(int(frame.pts))
+        exact = exact and frame.pts_exact
+        pts.append(int(frame.pts) if exact else None)
     return make_plan(
         sigs, (source.info.width, source.info.height), max_gap=o.max_gap, user_keyframes=o.keyframes,
         reference_frames=[r.frame for r in conditions.references if r.frame is not None],

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from chromaflow.errors import ChromaflowError, InputError, NotAvailableError
+from chromaflow.errors import ChromaflowError, InputError, NotAvailableError, WorkerError
 from chromaflow.pipeline.options import ColorizeOptions
 from chromaflow.pipeline.propagate import Carry
 from chromaflow.pipeline.work import Segment, SegmentWriter
@@ -108,8 +108,12 @@ def run_shot(task: ShotTask, on_frame: Callable[[], None] | None = None, compone
                     on_frame()
             if task.carry_to:
                 if engine.carry is None:
-                    raise RuntimeError(f"shot {task.shot} ended before the next window's first frame")
+                    raise InputError(f"shot {task.shot + 1}: the input ended before the next window's first frame")
                 save_carry(Path(task.carry_to), engine.carry)
+            expected = plan.shots[task.shot]
+            if len(out.pts) != len(expected):  # a damaged stretch of the input: never record a short shot
+                raise InputError(f"shot {task.shot + 1} (frames {expected.start}-{expected.stop - 1}): decoded "
+                                 f"{len(out.pts)} of its {len(expected)} frames")
             return out.close(task.shot)
         except BaseException:
             out.abort()
@@ -211,8 +215,8 @@ class PoolExecutor(Executor):
                 try:
                     on_done(future.result())
                 except BrokenProcessPool:
-                    raise RuntimeError("a worker process died (killed, or out of memory); "
-                                       "run the same command again to resume") from None
+                    raise WorkerError("a worker process died (killed, or out of memory); "
+                                      "run the same command again to resume") from None
         except BaseException:
             for f in futures:
                 f.cancel()
@@ -273,9 +277,10 @@ class RayExecutor(Executor):
                         status, payload = ray.get(ref)
                     except ray.exceptions.RayError as exc:
                         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                        raise RuntimeError(f"a Ray task failed: {first}") from None
+                        raise WorkerError(f"a Ray task failed: {first}") from None
                     if status == "error":
-                        raise InputError(payload)
+                        kind, message = payload
+                        raise (NotAvailableError if kind == "NotAvailableError" else InputError)(message)
                     on_done(payload)
         except BaseException:
             for ref in pending:
@@ -311,7 +316,7 @@ def _ray_shot(task: ShotTask):
     try:
         return "ok", run_shot(task)
     except ChromaflowError as exc:
-        return "error", str(exc)
+        return "error", (type(exc).__name__, str(exc))
 
 
 def check_executor(name: str, address: str | None = None) -> None:

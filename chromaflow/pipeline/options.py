@@ -96,7 +96,8 @@ class ColorizeOptions:
             ``log`` or ``none`` (``True`` / ``False`` stand for auto / none).
         frames: ``(start, end)``: colour only these frames (end excluded,
             ``None``: to the end); the plan of the whole video keeps them as in a full run.
-        work_dir: the work folder of finished shots (default: hidden beside the output).
+        work_dir: where the work folder of finished shots goes (``.NAME.chromaflow-work``,
+            a folder of its own inside it; default: beside the output).
         fresh: ignore the finished shots of an interrupted run.
         executor: where shots are coloured: ``inprocess``, ``pool`` or ``ray``.
         workers: processes of the pool, or CPUs of a local Ray instance (default: all cores).

@@ -140,7 +140,7 @@ def make_plan(
     derive_keyframes: bool = True,
     backward: bool = True,
     is_color: bool = False,
-    pts: Sequence[int] | None = None,
+    pts: Sequence[int | None] | None = None,
     max_shot_frames: int = 0,
 ) -> Plan:
     """Shots and keyframes from one signature per frame.
@@ -156,7 +156,8 @@ def make_plan(
         derive_keyframes, backward: with a colorizer, only the first keyframe
             of a shot is coloured before propagation when both are true.
         is_color: whether the source looked like colour.
-        pts: every frame's timestamp (stored per shot start, for seeking).
+        pts: every frame's timestamp, or ``None`` where a seek could not find it
+            (stored per shot start, for seeking).
         max_shot_frames: shots longer than this are split into windows at
             keyframes (:func:`split_windows`); 0: never.
     """
@@ -188,7 +189,8 @@ def make_plan(
                 window_pre = tuple(k for k in pre if a <= k < b)
             else:  # colours come in from the previous window; reference frames stay anchors
                 window_pre = tuple(k for k in pre if a <= k < b) if exemplar else ()
-            shots.append(ShotPlan(a, b, inside, window_pre, int(pts[a]) if pts is not None else None, w > 0))
+            start_pts = int(pts[a]) if pts is not None and pts[a] is not None else None
+            shots.append(ShotPlan(a, b, inside, window_pre, start_pts, w > 0))
     windows = sum(s.continues for s in shots)
     cuts_n = len(shots) - windows
     log.info("%d frames, %d shot%s%s, %d keyframes", n, cuts_n, "" if cuts_n == 1 else "s",

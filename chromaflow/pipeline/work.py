@@ -42,9 +42,11 @@ _LOCK = "lock"
 _SAMPLE = 1 << 20
 
 
-def default_work_dir(output: Path) -> Path:
-    """The hidden work folder beside ``output``: ``.NAME.chromaflow-work``."""
-    return output.with_name(f".{output.name}.chromaflow-work")
+def default_work_dir(output: Path, parent: Path | None = None) -> Path:
+    """The work folder of ``output``: ``.NAME.chromaflow-work`` beside it, or inside ``parent``
+    (``--work-dir``; a folder of chromaflow's own there, so nothing else in it is touched)."""
+    name = f".{output.name}.chromaflow-work"
+    return Path(parent) / name if parent is not None else output.with_name(name)
 
 
 def input_fingerprint(path: Path) -> dict:
@@ -175,7 +177,10 @@ class WorkDir:
             probe.unlink()
         except OSError as exc:
             raise OutputError(f"cannot use the work folder {self.path}: {exc.strerror or exc}") from None
-        self._lock_fh = open(self.path / _LOCK, "a+")
+        try:
+            self._lock_fh = open(self.path / _LOCK, "a+")
+        except OSError as exc:
+            raise OutputError(f"cannot use the work folder {self.path}: {exc.strerror or exc}") from None
         try:
             import fcntl
 
@@ -310,6 +315,7 @@ class WorkDir:
             self._lock_fh.close()
 
     def remove(self) -> None:
-        """Delete the folder (after a successful run) and unlock."""
+        """Delete the folder (after a successful run), emptying it while still holding the lock."""
+        self._clear()
         self.release()
         shutil.rmtree(self.path, ignore_errors=True)

@@ -229,7 +229,10 @@ class ModelStore:
         target = self.cache / entry.file
         part = target.with_name(target.name + ".part")
         errors = []
-        with _FileLock(target.with_name(target.name + ".lock")):
+        with _FileLock(target.with_name(f".{target.name}.lock")):
+            if not force and target.is_file() and self._status_of(entry, target).state == "verified":
+                self._verified.add(target)  # another process fetched it while we waited
+                return target
             for url in entry.urls:
                 try:
                     self._download(url, part, entry, progress)
@@ -323,8 +326,7 @@ class _FileLock:
 
     def __exit__(self, *exc: object) -> None:
         if self._fh is not None:
-            self._fh.close()
-            self.path.unlink(missing_ok=True)
+            self._fh.close()  # the lock file stays: removing it would let two processes lock two files
 
 
 _DEFAULT: ModelStore | None = None
