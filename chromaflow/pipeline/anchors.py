@@ -181,10 +181,7 @@ class ExemplarAnchors(AnchorStrategy):
         extra = None
         if opts.correct and (conf < opts.correction_threshold).mean() >= opts.min_correction_fraction:
             extra = self._correspondence(work, ref)
-        out, replaced = self.corrector.correct(light, ab, conf, extra)
-        if replaced is None:
-            return ab, conf
-        return out, np.where(replaced, opts.fill_confidence, conf).astype(np.float32)
+        return self.corrector.correct_anchor(light, ab, conf, extra)
 
     def keyframe_colors(self, gray: np.ndarray, frame: int, shot: ShotAnchors) -> np.ndarray:
         """``(h, w, 2)`` chroma of a keyframe coloured straight from its reference by correspondence (a preview)."""
@@ -310,10 +307,7 @@ class ColorizerAnchors(AnchorStrategy):
             extra = self.hints.at(light, t, carried)
             if extra is not None:
                 conf = np.where(extra[1] >= opts.correction_threshold, 0.0, conf).astype(np.float32)
-        out, replaced = self.corrector.correct(light, ab, conf, extra)
-        if replaced is None:
-            return ab, conf
-        return out, np.where(replaced, opts.fill_confidence, conf).astype(np.float32)
+        return self.corrector.correct_anchor(light, ab, conf, extra)
 
     def finish(self) -> None:
         if self.hints is not None:

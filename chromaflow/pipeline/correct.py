@@ -92,6 +92,15 @@ class Corrector:
             return track, ab
         return recolor_track(track, out, replaced, self.options.fill_confidence), out
 
+    def correct_anchor(
+        self, light: np.ndarray, ab: np.ndarray, conf: np.ndarray, extra: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A derived anchor's colours corrected once: ``(ab, confidence)``, re-coloured pixels at ``fill_confidence``."""
+        out, replaced = self.correct(light, ab, conf, extra)
+        if replaced is None:
+            return ab, conf
+        return out, np.where(replaced, self.options.fill_confidence, conf).astype(np.float32)
+
     def complete(self, light: np.ndarray, ab: np.ndarray, hint_conf: np.ndarray) -> np.ndarray:
         """The fill step on hints alone (an anchor coloured by correspondence): ``ab`` where nothing is hinted."""
         return self.fill.fill(light, ab, hint_conf) if hint_conf.any() else ab
