@@ -92,7 +92,8 @@ def _options_from_flags(config: Path | None, flags: dict):
     from chromaflow.pipeline import ColorizeOptions, load_config
     from chromaflow.pipeline.options import Choice
 
-    options = load_config(config) if config is not None else ColorizeOptions()
+    chosen = {kind: flags[kind] for kind in ("colorizer", "fill", "grounder") if flags.get(kind)}
+    options = load_config(config, choose=chosen) if config is not None else ColorizeOptions()
     options = options.resolved()
     top = {k: flags[k] for k in ("palette", "prompt", "seed", "crf", "fps") if flags.get(k) is not None}
     if flags.get("per_shot_palette"):
@@ -116,7 +117,7 @@ def _options_from_flags(config: Path | None, flags: dict):
             raise InputError(str(exc)) from None
     options = replace(options, **top)
     for kind in ("colorizer", "fill", "grounder"):
-        if flags.get(kind):
+        if flags.get(kind) and flags[kind] != getattr(options, kind).name:  # the same name keeps the config's options
             options = replace(options, **{kind: Choice(flags[kind])})
     if flags.get("flow"):
         from chromaflow.temporal.flow import parse_flow_spec
@@ -141,8 +142,14 @@ def _model_flags(options, flags: dict):
     if all(v is None for v in given.values()):
         return options
     if options.colorizer.name != "model":
-        raise InputError(f"--model, --steps, --temperature and --saturation set the embedded model; the colorizer "
-                         f"here is {options.colorizer.name!r} (set its options in a --config file)")
+        others = [f"--{k}" for k in ("steps", "temperature", "saturation") if given[k] is not None]
+        if others:
+            raise InputError(f"{', '.join(others)} set the embedded model; the colorizer here is "
+                             f"{options.colorizer.name!r} (set its options in a --config file)")
+        c = options.colorizer.options
+        if not hasattr(c, "weights"):
+            raise InputError(f"--model: the colorizer {options.colorizer.name!r} takes no weights")
+        return replace(options, colorizer=Choice(options.colorizer.name, replace(c, weights=str(given["model"]))))
     m = options.colorizer.options
     sampler = replace(m.sampler, **{k: given[k] for k in ("steps", "temperature") if given[k] is not None})
     m = replace(m, sampler=sampler, **({"saturation": given["saturation"]} if given["saturation"] is not None else {}))
@@ -211,7 +218,8 @@ def colorize(
         Optional[int], typer.Option(min=64, max=4096, help="Longer side of the working resolution (default 384).")
     ] = None,
     model: Annotated[
-        Optional[Path], typer.Option(help="Weights (.safetensors) of the embedded model instead of the shipped ones.")
+        Optional[Path], typer.Option(help="Colorizer weights: the embedded model's .safetensors, or for ddcolor / "
+                                          "siggraph17 / eccv16 the publisher's .pth or a model name (chromaflow models list).")
     ] = None,
     steps: Annotated[Optional[int], typer.Option(min=1, max=100, help="Diffusion sampling steps (default 12).")] = None,
     temperature: Annotated[
@@ -429,6 +437,7 @@ def models_list(model_dir: ModelDirOption = None) -> None:
 
     store = _store(model_dir)
     table = Table("name", "here", "size", "licence", "used by", box=None, pad_edge=False)
+    # a name not in the list can still be a file path for backends that take weights (--model PATH)
     for name, entry in sorted(store.manifest.items()):
         path = store.find(name)
         size = f"{entry.size / 1e6:.1f} MB" if entry.size else "?"
@@ -451,7 +460,8 @@ def models_fetch(
     wanted = sorted(store.manifest) if names == ["all"] else names
     for name in wanted:
         path = store.fetch(name, force=force)
-        typer.echo(f"{name}: {path} (verified)")
+        state = store.verify([name])[0].state
+        typer.echo(f"{name}: {path} ({state})")
 
 
 @models_app.command("verify")
@@ -467,7 +477,7 @@ def models_verify(
         where = f" {status.path}" if status.path else ""
         detail = f" ({status.detail})" if status.detail else ""
         typer.echo(f"{status.entry.name}: {status.state}{where}{detail}")
-        bad += status.state not in ("verified", "missing")
+        bad += status.state not in ("verified", "unverified", "missing")
     if bad:
         raise typer.Exit(1)
 

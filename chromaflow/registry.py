@@ -52,8 +52,11 @@ ENTRY_POINT_GROUP = "chromaflow.backends"
 #: Modules whose import registers the built-in backends.
 _BUILTIN_MODULES = (
     "chromaflow.colorizers.chroma_model",
+    "chromaflow.colorizers.ddcolor",
+    "chromaflow.colorizers.zhang",
     "chromaflow.fill.levin",
     "chromaflow.fill.model",
+    "chromaflow.fill.siggraph17",
     "chromaflow.temporal.flow",
     "chromaflow.guidance.grounding",
 )

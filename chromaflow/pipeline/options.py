@@ -325,8 +325,14 @@ def config_to_toml(options: ColorizeOptions | None = None, header: str = "", alt
     return "\n".join(lines).rstrip() + "\n"
 
 
-def load_config(path: str | Path, base: ColorizeOptions | None = None) -> ColorizeOptions:
+def load_config(path: str | Path, base: ColorizeOptions | None = None,
+                choose: dict[str, str] | None = None) -> ColorizeOptions:
     """Read a ``run.toml`` over ``base``.
+
+    Args:
+        choose: backend names by kind that replace the file's ``name`` keys
+            (``--colorizer ddcolor`` with a file holding ``[colorizer.ddcolor]``
+            options runs ddcolor with those options).
 
     Raises:
         ConfigError: an unreadable file, bad TOML, an unknown key or a bad value (one line, with the key).
@@ -334,6 +340,10 @@ def load_config(path: str | Path, base: ColorizeOptions | None = None) -> Colori
     from chromaflow.config import load_toml
 
     data = load_toml(path)
+    for kind, name in (choose or {}).items():
+        table = data.setdefault(kind, {})
+        if isinstance(table, dict):
+            table["name"] = name
     try:
         return config_from_dict(data, base)
     except ConfigError as exc:

@@ -14,6 +14,12 @@ on a terminal, a log line otherwise), resuming a partial ``.part`` file with
 an HTTP range request, checked against its sha256 and renamed into place
 atomically.  With ``CHROMAFLOW_OFFLINE=1`` (or ``download=False``) a missing
 file is one line naming the file, its URL and where to put it.
+
+Some publishers give no checksum (DDColor's files on Hugging Face), or only
+its first digits in the file name (torch.hub's ``siggraph17-df00044c.pth``):
+the prefix is checked; with nothing published, the digest of the first
+download is recorded beside the file (``.FILE.sha256``) and checked from then
+on, and a file found without either is used with a warning ("unverified").
 """
 
 from chromaflow.store.store import (

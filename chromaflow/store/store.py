@@ -29,7 +29,10 @@ class ModelEntry:
         name: the name users and backends use (``deimv2_femto_coco``).
         file: its file name in a mirror folder and in the cache.
         urls: upstream URLs, tried in order.
-        sha256: hex digest the file must have.
+        sha256: hex digest the file must have; empty when the publisher
+            gives none (see ``sha256_prefix``, and the module doc on recorded digests).
+        sha256_prefix: the leading hex digits of the digest, where that is all
+            the publisher gives (torch.hub file names such as ``siggraph17-df00044c.pth``).
         size: its size in bytes, when known (0: unknown).
         licence: the weights' licence.
         used_by: what in chromaflow uses it.
@@ -41,6 +44,7 @@ class ModelEntry:
     urls: tuple[str, ...]
     sha256: str
     size: int = 0
+    sha256_prefix: str = ""
     licence: str = ""
     used_by: str = ""
     description: str = ""
@@ -48,7 +52,8 @@ class ModelEntry:
 
 @dataclass(frozen=True)
 class StoreStatus:
-    """Where a file stands: ``state`` is ``verified``, ``missing``, ``bad checksum`` or ``bad size``."""
+    """Where a file stands: ``state`` is ``verified``, ``unverified`` (no published checksum and none
+    recorded: usable, with a warning), ``missing``, ``bad checksum`` or ``bad size``."""
 
     entry: ModelEntry
     state: str
@@ -77,7 +82,7 @@ def load_manifest(path: str | Path | None = None) -> dict[str, ModelEntry]:
         try:
             out[name] = ModelEntry(
                 name=name, file=raw["file"], urls=tuple(raw.get("urls", ())), sha256=raw["sha256"].lower(),
-                size=int(raw.get("size", 0)), licence=raw.get("licence", ""), used_by=raw.get("used_by", ""),
+                size=int(raw.get("size", 0)), sha256_prefix=str(raw.get("sha256_prefix", "")).lower(), licence=raw.get("licence", ""), used_by=raw.get("used_by", ""),
                 description=raw.get("description", ""),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -168,6 +173,25 @@ class ModelStore:
         self._check(entry, path)
         return path
 
+    def resolve(self, spec: str | os.PathLike, label: str = "weights") -> Path:
+        """A model name of the manifest (found or downloaded, verified) or a path to a file the user has.
+
+        Raises:
+            InputError: neither a known name nor an existing file (one line listing the names).
+            NotAvailableError: a known name that is not here and cannot be downloaded.
+        """
+        text = str(spec)
+        if text in self.manifest:
+            return self.path(text)
+        path = Path(text).expanduser()
+        if path.is_file():
+            return path
+        if path.exists():
+            raise InputError(f"{label} {text!r}: not a file")
+        hint = "a file path or a model name"
+        raise InputError(f"{label} {text!r}: no such file and no model of that name ({hint}; "
+                         f"'chromaflow models list' shows the names)")
+
     def _missing_message(self, entry: ModelEntry, why: str = "") -> str:
         where = self.mirrors[0] if self.mirrors else self.cache
         url = entry.urls[0] if entry.urls else "(no public URL)"
@@ -179,7 +203,10 @@ class ModelStore:
         if path in self._verified:
             return
         status = self._status_of(entry, path)
-        if status.state != "verified":
+        if status.state == "unverified":
+            log.warning("model %s at %s: %s (the publisher gives none to check it against)",
+                        entry.name, path, status.detail)
+        elif status.state != "verified":
             raise InputError(f"model {entry.name!r} at {path}: {status.state} ({status.detail}); "
                              f"delete it and run 'chromaflow models fetch {entry.name}'")
         self._verified.add(path)
@@ -189,9 +216,22 @@ class ModelStore:
         if entry.size and size != entry.size:
             return StoreStatus(entry, "bad size", path, f"{size} bytes, expected {entry.size}")
         digest = sha256_of(path)
-        if digest != entry.sha256:
-            return StoreStatus(entry, "bad checksum", path, f"sha256 {digest[:12]}..., expected {entry.sha256[:12]}...")
+        expected, how = self._expected(entry, path)
+        if not expected:
+            return StoreStatus(entry, "unverified", path, f"no published checksum; sha256 {digest[:12]}...")
+        if not digest.startswith(expected):
+            return StoreStatus(entry, "bad checksum", path, f"sha256 {digest[:12]}..., expected {expected[:12]}... ({how})")
         return StoreStatus(entry, "verified", path)
+
+    @staticmethod
+    def _expected(entry: ModelEntry, path: Path) -> tuple[str, str]:
+        """``(expected digest or prefix, where it comes from)``; empty when nothing is known."""
+        if entry.sha256:
+            return entry.sha256, "manifest"
+        if entry.sha256_prefix:
+            return entry.sha256_prefix, "the publisher's file name"
+        recorded = _recorded_digest(path)
+        return (recorded, "recorded at download") if recorded else ("", "")
 
     def verify(self, names: Sequence[str] | None = None) -> list[StoreStatus]:
         """The status of each named file (default: all), without downloading."""
@@ -215,7 +255,7 @@ class ModelStore:
         entry = self.entry(name)
         if not force:
             found = self.find(name)
-            if found is not None and self._status_of(entry, found).state == "verified":
+            if found is not None and self._status_of(entry, found).state in ("verified", "unverified"):
                 self._verified.add(found)
                 return found
         if self.offline:
@@ -230,7 +270,7 @@ class ModelStore:
         part = target.with_name(target.name + ".part")
         errors = []
         with _FileLock(target.with_name(f".{target.name}.lock")):
-            if not force and target.is_file() and self._status_of(entry, target).state == "verified":
+            if not force and target.is_file() and self._status_of(entry, target).state in ("verified", "unverified"):
                 self._verified.add(target)  # another process fetched it while we waited
                 return target
             for url in entry.urls:
@@ -241,13 +281,19 @@ class ModelStore:
                     errors.append(f"{url}: {reason}")
                     continue
                 digest = sha256_of(part)
-                if digest != entry.sha256:
+                expected = entry.sha256 or entry.sha256_prefix
+                if expected and not digest.startswith(expected):
                     part.unlink(missing_ok=True)  # a wrong file must not be resumed
                     errors.append(f"{url}: checksum mismatch (sha256 {digest[:12]}...)")
                     continue
                 os.replace(part, target)
+                if expected:
+                    log.info("model %s: %s (%d bytes, sha256 verified)", entry.name, target, target.stat().st_size)
+                else:  # nothing published: record the digest, so later corruption is caught
+                    _record_digest(target, digest)
+                    log.warning("model %s: %s (%d bytes); the publisher gives no checksum, its sha256 %s is recorded "
+                                "and checked from now on", entry.name, target, target.stat().st_size, digest)
                 self._verified.add(target)
-                log.info("model %s: %s (%d bytes, sha256 verified)", entry.name, target, target.stat().st_size)
                 return target
         raise NotAvailableError(self._missing_message(entry, f"could not be downloaded ({'; '.join(errors)})"))
 
@@ -306,6 +352,25 @@ def _progress(name: str, total: int | None, start: int, enabled: bool) -> Callab
             log.info("model %s: %d%s bytes", name, done, f" of {total}" if total else "")
 
     return report
+
+
+def _digest_file(path: Path) -> Path:
+    return path.with_name(f".{path.name}.sha256")
+
+
+def _recorded_digest(path: Path) -> str:
+    """The sha256 recorded when ``path`` was downloaded without a published checksum ("" if none)."""
+    try:
+        return _digest_file(path).read_text(encoding="ascii").strip().lower()
+    except OSError:
+        return ""
+
+
+def _record_digest(path: Path, digest: str) -> None:
+    try:
+        _digest_file(path).write_text(digest + "\n", encoding="ascii")
+    except OSError as exc:
+        log.warning("cannot record the sha256 of %s: %s", path, exc.strerror or exc)
 
 
 class _FileLock:
