@@ -59,6 +59,7 @@ _BUILTIN_MODULES = (
     "chromaflow.fill.siggraph17",
     "chromaflow.temporal.flow",
     "chromaflow.guidance.grounding",
+    "chromaflow.guidance.grounders",
 )
 
 

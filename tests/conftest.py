@@ -12,6 +12,8 @@ Session fixtures are shared between tests: tests must never write into them.
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -21,7 +23,13 @@ import cv2
 import numpy as np
 import pytest
 
-from chromaflow.io import open_source
+# Tests never download and never read a machine's own model files: the model store is offline, with
+# an empty cache of its own (tests that need a model make one, or opt in to ../shared/models).
+os.environ["CHROMAFLOW_OFFLINE"] = "1"
+os.environ.pop("CHROMAFLOW_MODEL_DIR", None)
+os.environ["CHROMAFLOW_CACHE"] = tempfile.mkdtemp(prefix="chromaflow-test-cache-")
+
+from chromaflow.io import open_source  # noqa: E402
 
 W, H = 96, 64
 N_FRAMES = 12

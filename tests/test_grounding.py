@@ -198,17 +198,18 @@ def test_grounding_writer(grounder, tmp_path):
     writer(9, gray, g)
     names = sorted(p.name for p in (tmp_path / "masks").iterdir())
     assert names == [
-        "frame_000007_hints.png", "frame_000007_mask_1_sky.png", "frame_000007_mask_2_bow-tie.png",
-        "frame_000009_hints.png", "frame_000009_mask_1_sky.png", "frame_000009_mask_2_bow-tie.png",
+        # named after the grounder that found each mask
+        "frame_000007_hints.png", "frame_000007_mask_1_sky_cam.png", "frame_000007_mask_2_bow-tie_cam.png",
+        "frame_000009_hints.png", "frame_000009_mask_1_sky_cam.png", "frame_000009_mask_2_bow-tie_cam.png",
         "grounding.tsv",
     ]
-    sky = cv2.imread(str(tmp_path / "masks" / "frame_000007_mask_1_sky.png"), cv2.IMREAD_UNCHANGED)
+    sky = cv2.imread(str(tmp_path / "masks" / "frame_000007_mask_1_sky_cam.png"), cv2.IMREAD_UNCHANGED)
     assert sky.shape == gray.shape and sky[:10].min() > 200
     hints = cv2.imread(str(tmp_path / "masks" / "frame_000007_hints.png"))
     assert hints[4, 4, 0] > hints[4, 4, 2]  # BGR: blue over the sky
     rows = (tmp_path / "masks" / "grounding.tsv").read_text().splitlines()
     assert rows[0].startswith("frame\tobject") and len(rows) == 5
-    assert rows[1].split("\t")[:4] == ["7", "sky", "light blue", "#add8e6"]
+    assert rows[1].split("\t")[:5] == ["7", "sky", "light blue", "#add8e6", "cam"]
     (tmp_path / "file").write_text("x")
     from chromaflow.errors import OutputError
 

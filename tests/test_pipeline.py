@@ -209,7 +209,7 @@ def test_prompt_masks_are_saved_and_prompt_problems_reported(clips, tmp_path: Pa
     frames = sorted({int(r.split("\t")[0]) for r in rows})
     assert frames and frames[0] == 0 and all(r.split("\t")[1] == "sky" for r in rows)
     for f in frames:
-        assert (masks / f"frame_{f:06d}_hints.png").exists() and (masks / f"frame_{f:06d}_mask_1_sky.png").exists()
+        assert (masks / f"frame_{f:06d}_hints.png").exists() and any(masks.glob(f"frame_{f:06d}_mask_1_sky*.png"))
     # without a prompt there is nothing to save: a warning, no folder
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="chromaflow"):

@@ -130,7 +130,9 @@ def test_packaged_manifest_is_complete() -> None:
     manifest = load_manifest()
     assert "lpips_alexnet" in manifest and "deimv2_femto_coco" in manifest
     for entry in manifest.values():
-        assert len(entry.sha256) == 64 and entry.urls and entry.licence and entry.used_by
+        # a full sha256, or the publisher's digest prefix (torch.hub names), or none published (recorded at download)
+        assert len(entry.sha256) == 64 or len(entry.sha256_prefix) >= 8 or entry.name.startswith("ddcolor_")
+        assert entry.urls and entry.licence and entry.used_by
         assert all(u.startswith("https://") for u in entry.urls)
 
 

@@ -111,6 +111,8 @@ class GroundingOptions:
             over ``high`` fully inside (a linear ramp between).
         hint_strength: confidence of the hints inside a mask (under 1, so the
             model may still adjust them near the mask's border).
+        window_scales: the classifier reads the whole frame and half-overlapping
+            squares of these fractions of its short side (fewer: faster, coarser maps).
     """
 
     input_side: int = 320
@@ -122,6 +124,7 @@ class GroundingOptions:
     low: float = 0.6
     high: float = 0.85
     hint_strength: float = 0.9
+    window_scales: tuple[float, ...] = (1.0, 0.5)
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,9 @@ class ObjectMatch:
         word: the object as written (``"bow tie"``).
         classes: ImageNet class indices, best first (empty for sky, or if nothing matched).
         similarity: the sentence similarity of each class.
-        special: ``"person"``, ``"sky"`` or ``None``.
+        special: ``"person"``, ``"sky"``, or for the detector grounders
+            (:mod:`chromaflow.guidance.grounders`) the candidate classes as
+            ``"GROUNDER:CLASS+..."`` (``"voc:dog+coco:dog"``); ``None`` otherwise.
     """
 
     word: str
@@ -142,7 +147,7 @@ class ObjectMatch:
 
     @property
     def grounded(self) -> bool:
-        return bool(self.classes) or self.special == "sky"
+        return bool(self.classes) or self.special == "sky" or bool(self.special and ":" in self.special)
 
 
 def _head_noun(name: str) -> str:
@@ -313,6 +318,7 @@ class GroundedObject:
         evidence: the classifier's total probability of the matched classes in
             this frame (1 for the sky when a sky region was found).
         classes: names of the classes that made the map, strongest first.
+        grounder: the grounder whose mask this is (``"cam"``, ``"coco"``, ...; empty when not found).
     """
 
     phrase: ColorPhrase
@@ -320,6 +326,7 @@ class GroundedObject:
     mask: np.ndarray
     evidence: float
     classes: tuple[str, ...]
+    grounder: str = ""
 
     @property
     def found(self) -> bool:
@@ -447,7 +454,7 @@ class PromptGrounder(Grounder):
 
         g = gray.astype(np.float32) / 255.0 if gray.dtype == np.uint8 else gray.astype(np.float32)
         out = []
-        for box in square_windows(*g.shape):
+        for box in square_windows(*g.shape, scales=self.options.window_scales):
             y0, y1, x0, x1 = box
             crop = g[y0:y1, x0:x1]
             # read at up to twice the crop's size: upsampling further adds no detail
@@ -533,7 +540,8 @@ class PromptGrounder(Grounder):
         masks *= winner[None] == np.arange(len(maps))[:, None, None]
         masks = masks.astype(np.float32)
         objects = tuple(
-            GroundedObject(p, self.match(p.object), masks[k], evidence[k], used[k]) for k, p in enumerate(phrases)
+            GroundedObject(p, self.match(p.object), masks[k], evidence[k], used[k], "cam" if masks[k].any() else "")
+            for k, p in enumerate(phrases)
         )
         hint_ab, hint_conf = object_hints(masks, np.stack([p.rgb for p in phrases]), o.hint_strength)
         return Grounding(objects, hint_ab, hint_conf)

@@ -61,6 +61,7 @@ class PromptHints:
         self._text: str | None = None
         self._recent: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._found: dict[str, int] = {}
+        self._by: dict[str, dict[str, int]] = {}
         self._grounded_frames = 0
 
     def begin(self, conditions: Conditions) -> bool:
@@ -71,7 +72,7 @@ class PromptHints:
             a prompt without objects still steers the colorizer as text).
         """
         self._recent.clear()
-        self._found, self._grounded_frames = {}, 0
+        self._found, self._by, self._grounded_frames = {}, {}, 0
         parsed = parse_prompt(conditions.prompt) if conditions.prompt else None
         self.prompt = parsed if parsed is not None and parsed.objects else None
         if self.prompt is None:
@@ -120,6 +121,9 @@ class PromptHints:
         for obj in grounding.objects:
             if obj.found:
                 self._found[obj.phrase.object] = self._found.get(obj.phrase.object, 0) + 1
+                by = self._by.setdefault(obj.phrase.object, {})
+                name = obj.grounder or self.grounder.name
+                by[name] = by.get(name, 0) + 1
         if self.on_grounding is not None:
             self.on_grounding(frame_index, gray, grounding)
         if not conf.any():
@@ -170,17 +174,18 @@ class PromptHints:
             return
         for word, count in self._found.items():
             if count:
-                log.info("prompt object '%s': found on %d of %d grounded frames (grounder %s)",
-                         word, count, self._grounded_frames, self.grounder.name)
+                by = ", ".join(f"{g} {n}" for g, n in sorted(self._by.get(word, {}).items(), key=lambda x: -x[1]))
+                log.info("prompt object '%s': found on %d of %d grounded frames (by %s)",
+                         word, count, self._grounded_frames, by or self.grounder.name)
             else:
                 log.warning("prompt object '%s' was not found on any of the %d grounded frames: its colour "
                             "was not applied", word, self._grounded_frames)
 
 
-def object_region(inside: np.ndarray, grow: float = 0.02) -> np.ndarray:
-    """Soft weight ``(h, w)`` in ``[0, 1]``: 1 on ``inside`` and a margin of ``grow`` times
-    the short side around it, fading to 0 over the same distance."""
+def object_region(inside: np.ndarray, feather: float = 0.01) -> np.ndarray:
+    """Soft weight ``(h, w)`` in ``[0, 1]``: 0 outside ``inside``, rising to 1 within ``feather``
+    times the short side of its edge (a named colour never lands outside its object's mask)."""
     h, w = inside.shape
-    r = max(1, round(grow * min(h, w)))
-    grown = cv2.dilate(inside.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
-    return np.clip(cv2.GaussianBlur(grown.astype(np.float32), (0, 0), r / 2.0) * 2.0, 0.0, 1.0)
+    r = max(1, round(feather * min(h, w)))
+    soft = np.clip(cv2.GaussianBlur(inside.astype(np.float32), (0, 0), r / 2.0) * 2.0 - 1.0, 0.0, 1.0)
+    return np.where(inside, np.maximum(soft, 0.5), 0.0).astype(np.float32)

@@ -4,12 +4,12 @@ For every frame whose prompt objects were grounded (the keyframes the model
 colours, and frames where objects came into view), :class:`GroundingWriter`
 writes into DIR:
 
-* ``frame_000120_mask_1_car.png``: the object's mask, 8-bit (255 = inside);
+* ``frame_000120_mask_1_car_coco.png``: the object's mask, 8-bit (255 = inside), named
+  after the grounder that found it (``coco``, ``parts``, ``cam``, ...);
 * ``frame_000120_hints.png``: the gray frame with the hint colours laid over
   it, opacity = hint confidence;
 * one line per object in ``grounding.tsv``: frame, object, colour, hex, the
-  ImageNet classes that made the mask, the classifier's evidence and the
-  mask's area.
+  grounder, the classes that made the mask, the evidence and the mask's area.
 
 Every file is written under a temporary name and renamed into place.
 """
@@ -27,7 +27,7 @@ from chromaflow.color.lab import compose_rgb
 from chromaflow.errors import OutputError
 from chromaflow.guidance.grounding import Grounding
 
-TSV_HEADER = "frame\tobject\tcolor\thex\tclasses\tevidence\tarea\n"
+TSV_HEADER = "frame\tobject\tcolor\thex\tgrounder\tclasses\tevidence\tarea\n"
 
 
 def write_png(path: Path, image: np.ndarray) -> None:
@@ -83,10 +83,12 @@ class GroundingWriter:
         """
         for k, obj in enumerate(grounding.objects, start=1):
             mask = np.clip(np.rint(obj.mask * 255.0), 0, 255).astype(np.uint8)
-            write_png(self.folder / f"frame_{frame:06d}_mask_{k}_{_slug(obj.phrase.object or '')}.png", mask)
+            by = f"_{_slug(obj.grounder)}" if obj.grounder else ""
+            write_png(self.folder / f"frame_{frame:06d}_mask_{k}_{_slug(obj.phrase.object or '')}{by}.png", mask)
             hex_code = "#" + "".join(f"{int(c):02x}" for c in obj.phrase.rgb)
             self._rows.append(
-                f"{frame}\t{obj.phrase.object}\t{obj.phrase.name}\t{hex_code}\t{', '.join(obj.classes) or '-'}\t"
+                f"{frame}\t{obj.phrase.object}\t{obj.phrase.name}\t{hex_code}\t{obj.grounder or '-'}\t"
+                f"{', '.join(obj.classes) or '-'}\t"
                 f"{obj.evidence:.4f}\t{float((obj.mask >= 0.5).mean()):.4f}\n"
             )
         colored = compose_rgb(gray, grounding.hint_ab).astype(np.float32)

@@ -10,7 +10,7 @@ belong to the components that read them::
     [colorizer]       name = "model"  + [colorizer.model] its options
     [fill]            name = "levin"  + [fill.levin]
     [flow]            name = "dis"    + [flow.dis]
-    [grounder]        name = "cam"    + [grounder.cam]
+    [grounder]        name = "auto"   + [grounder.auto]
     [matcher]         semantic correspondence          (MatcherOptions)
     [runtime]         device, threads, precision       (RuntimeOptions)
 
@@ -37,7 +37,7 @@ from chromaflow.pipeline.engine import EngineOptions
 from chromaflow.runtime import RuntimeOptions
 
 #: Component kinds with a backend choice, and their default backend.
-DEFAULT_BACKENDS = {"colorizer": "model", "fill": "levin", "flow": "dis", "grounder": "cam"}
+DEFAULT_BACKENDS = {"colorizer": "model", "fill": "levin", "flow": "dis", "grounder": "auto"}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,816 @@
+"""Grounders built on offline detectors and segmenters, and the combined grounder ``auto``.
+
+Each grounder declares the words it can ground (:attr:`ClassGrounder.classes`:
+a class key and its names, synonyms and plural forms) and turns one class
+into a soft mask in a frame with an evidence score (:meth:`ClassGrounder.locate`):
+
+========  ================================================================  =========================
+grounder  classes                                                           model (model store)
+========  ================================================================  =========================
+coco      the 80 COCO classes (car, dog, cup, bottle, chair, tie, ball ...)  DEIMv2 boxes, refined to
+                                                                            masks along luminance
+                                                                            edges (GrabCut)
+voc       20 Pascal VOC classes (pixel masks)                               DeepLabv3 MobileNetV2
+person    people (man, woman, girl, crowd ...)                              DEIMv2 person boxes +
+                                                                            BlazePose person masks
+parts     skin, hands, hair; upper-body clothes (shirt, sweater, jacket),   skin/clothes/hair PAN,
+          lower-body clothes (jeans, trousers, skirt), whole outfits        inside each person, split
+          (dress, suit) and faces                                           at the hips (BlazePose),
+                                                                            faces by BlazeFace
+road      road, street, lane marks, curb                                    road-segmentation-adas
+sky       the sky                                                           the bright-smooth-top rule
+cam       any ImageNet class (the last fallback)                            class activation maps
+========  ================================================================  =========================
+
+The combined grounder ``auto`` (the default) matches each object word to
+the classes of every grounder (:func:`match_word`: names, synonyms, plural
+forms, the head noun of "sports car", and all-MiniLM-L6-v2 similarity) and,
+in each frame, takes the mask of the candidate with the best evidence; a
+word no detector knows falls back to the class activation maps.  Grounders
+whose runtime (``onnxruntime``, ``ai-edge-litert``: ``chromaflow[grounding]``)
+or model file is missing are left out with one warning naming what is
+missing; the prompt still works through the fallback.
+
+Masks of different objects do not overlap: where two overlap the smaller
+(more specific: a shirt inside a person) keeps the pixel.  Arrays: ``gray``
+``(H, W)`` ``uint8``; masks ``(H, W)`` ``float32`` in ``[0, 1]``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from chromaflow.color.upsample import guided_upsample
+from chromaflow.errors import ChromaflowError
+from chromaflow.guidance import detectors as D
+from chromaflow.guidance.grounding import (
+    GroundedObject,
+    Grounder,
+    Grounding,
+    GroundingOptions,
+    ObjectMatch,
+    PromptGrounder,
+    _singular,
+    object_hints,
+    object_phrases,
+    sky_mask,
+)
+from chromaflow.guidance.prompt import ParsedPrompt
+from chromaflow.registry import register
+
+log = logging.getLogger("chromaflow")
+
+__all__ = ["DetectorGroundingOptions", "FrameCache", "ClassGrounder", "AutoGrounder", "match_word",
+           "refine_box", "CLASS_WORDS"]
+
+# ---------------------------------------------------------------------------- vocabularies
+
+_COCO_SYNONYMS = {
+    "bicycle": ("bike", "cycle"), "car": ("automobile", "sedan", "taxi", "cab", "jeep", "hatchback"),
+    "motorcycle": ("motorbike", "scooter", "moped"), "airplane": ("plane", "aeroplane", "aircraft", "jet", "airliner"),
+    "bus": ("coach",), "train": ("locomotive", "tram", "railcar"), "truck": ("lorry", "van", "pickup", "minivan"),
+    "boat": ("ship", "yacht", "canoe", "kayak", "sailboat", "rowboat", "ferry"), "traffic light": ("traffic signal",),
+    "fire hydrant": ("hydrant",), "bird": ("parrot", "duck", "pigeon", "goose", "seagull", "gull", "swan", "sparrow",
+    "goldfinch", "finch", "robin", "eagle", "owl", "chicken", "hen", "rooster"), "cat": ("kitten", "kitty"),
+    "dog": ("puppy", "pup", "hound", "terrier", "retriever", "poodle", "husky"), "horse": ("pony", "foal", "stallion"),
+    "sheep": ("lamb", "ram"), "cow": ("cattle", "bull", "calf", "ox", "oxen"), "backpack": ("rucksack",),
+    "umbrella": ("parasol",), "handbag": ("bag", "purse"), "tie": ("necktie", "bow tie", "bowtie"),
+    "suitcase": ("luggage",), "sports ball": ("ball", "football", "soccer ball", "basketball", "tennis ball",
+    "volleyball", "baseball"), "baseball bat": ("bat",), "baseball glove": ("glove", "mitt"),
+    "tennis racket": ("racket", "racquet"), "wine glass": ("glass", "wineglass", "goblet"),
+    "cup": ("mug", "teacup", "coffee cup"), "chair": ("seat", "stool", "armchair"), "couch": ("sofa", "settee"),
+    "potted plant": ("plant", "houseplant", "flowerpot", "pot plant"), "dining table": ("table", "tabletop"),
+    "tv": ("television", "monitor", "screen", "tv set"), "cell phone": ("phone", "smartphone", "cellphone", "mobile"),
+    "oven": ("stove", "cooker"), "refrigerator": ("fridge",), "teddy bear": ("teddy", "stuffed animal"),
+    "hair drier": ("hair dryer", "hairdryer"), "donut": ("doughnut",), "remote": ("remote control",),
+    "laptop": ("notebook computer",), "book": ("books",), "bench": ("park bench",),
+}
+_VOC_WORDS = {
+    "aeroplane": ("airplane", "plane", "aeroplane", "aircraft", "jet"), "bicycle": ("bicycle", "bike"),
+    "bird": ("bird",) + _COCO_SYNONYMS["bird"], "boat": ("boat",) + _COCO_SYNONYMS["boat"], "bottle": ("bottle",),
+    "bus": ("bus", "coach"), "car": ("car",) + _COCO_SYNONYMS["car"], "cat": ("cat", "kitten", "kitty"),
+    "chair": ("chair", "seat", "stool", "armchair"), "cow": ("cow",) + _COCO_SYNONYMS["cow"],
+    "diningtable": ("table", "dining table", "tabletop"), "dog": ("dog",) + _COCO_SYNONYMS["dog"],
+    "horse": ("horse", "pony", "foal", "stallion"), "motorbike": ("motorcycle", "motorbike", "scooter", "moped"),
+    "pottedplant": ("plant", "potted plant", "houseplant", "flowerpot"), "sheep": ("sheep", "lamb", "ram"),
+    "sofa": ("sofa", "couch", "settee"), "train": ("train", "locomotive", "tram"),
+    "tvmonitor": ("tv", "television", "monitor", "screen"),
+}
+PERSON_WORDS = (
+    "person", "people", "man", "woman", "boy", "girl", "child", "kid", "lady", "guy", "gentleman", "player",
+    "crowd", "baby", "toddler", "teenager", "bride", "groom", "soldier", "worker", "dancer", "figure", "human",
+    "men", "women", "children", "pedestrian", "runner", "rider", "juggler", "actor", "actress", "mother",
+    "father", "grandmother", "grandfather", "policeman", "skater",
+)
+_PARTS_WORDS = {
+    "skin": ("skin", "hand", "arm", "leg", "finger", "neck", "shoulder", "skin tone", "complexion"),
+    "hair": ("hair", "beard", "moustache", "mustache", "ponytail", "braid", "curls", "hairdo"),
+    "face": ("face", "cheek", "cheeks", "lips", "forehead"),
+    "upper": ("shirt", "t-shirt", "tshirt", "tee", "blouse", "top", "sweater", "jumper", "pullover", "jacket",
+              "coat", "hoodie", "sweatshirt", "vest", "cardigan", "jersey", "tank top", "polo", "blazer", "tunic",
+              "parka", "raincoat", "anorak", "uniform top"),
+    "lower": ("jeans", "trousers", "pants", "shorts", "skirt", "leggings", "slacks", "chinos", "denim",
+              "sweatpants", "joggers", "overalls"),
+    "outfit": ("dress", "gown", "clothes", "clothing", "outfit", "suit", "robe", "costume", "uniform", "kimono",
+               "apron", "overcoat", "tuxedo", "jumpsuit"),
+}
+_ROAD_WORDS = {
+    "road": ("road", "street", "roadway", "highway", "asphalt", "tarmac", "lane", "motorway", "avenue",
+             "driveway", "parking lot"),
+    "curb": ("curb", "kerb", "curbside"),
+    "mark": ("road marking", "lane marking", "markings", "zebra crossing", "crosswalk"),
+}
+
+#: every grounder's class names and words (the vocabulary ``auto`` matches words against)
+CLASS_WORDS: dict[str, dict[str, tuple[str, ...]]] = {
+    "coco": {c: (c,) + _COCO_SYNONYMS.get(c, ()) for c in D.COCO_CLASSES if c != "person"},
+    "voc": {k: v for k, v in _VOC_WORDS.items()},
+    "person": {"person": PERSON_WORDS},
+    "parts": _PARTS_WORDS,
+    "road": _ROAD_WORDS,
+    "sky": {"sky": ("sky", "skies", "heaven", "clouds", "cloud")},
+}
+#: the more specific grounder first when two know a word equally well
+_PRIORITY = ("parts", "person", "voc", "coco", "road", "sky")
+
+
+def _norm(text: str) -> str:
+    words = text.lower().replace("-", " ").split()
+    if words:
+        words[-1] = _singular(words[-1])
+    return " ".join(words)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One class a word may stand for.
+
+    Attributes:
+        grounder: the grounder's name (``"coco"``).
+        key: its class key (``"cup"``).
+        score: how well the word matches in [0, 1] (1: a name or synonym; less: similarity).
+        how: ``"name"``, ``"head noun"`` or ``"similar"``.
+    """
+
+    grounder: str
+    key: str
+    score: float
+    how: str
+
+
+def match_word(word: str, grounders: Sequence[str], text_encoder=None, min_similarity: float = 0.8,
+               vocabulary: dict[str, dict[str, tuple[str, ...]]] = CLASS_WORDS) -> list[Candidate]:
+    """The classes of ``grounders`` that an object word stands for, best first.
+
+    A word equal to a class name or synonym (plural forms folded) scores 1;
+    one whose last word is a name (``"sports car"`` -> car) 0.95; otherwise
+    a class whose name is at least ``min_similarity`` similar in the sentence
+    model (``"a photo of a <word>"``) scores its similarity times 0.95.
+    """
+    w = _norm(word)
+    head = w.split()[-1] if w else ""
+    found: dict[tuple[str, str], Candidate] = {}
+    for g in grounders:
+        for key, names in vocabulary.get(g, {}).items():
+            normed = {_norm(n) for n in names}
+            if w in normed:
+                found[(g, key)] = Candidate(g, key, 1.0, "name")
+            elif head in normed and " " in w:
+                found[(g, key)] = Candidate(g, key, 0.95, "head noun")
+    if not found and text_encoder is not None and w:
+        pairs = [(g, key, n) for g in grounders for key, names in vocabulary.get(g, {}).items() for n in names]
+        if pairs:
+            emb = _name_embeddings(text_encoder, tuple(p[2] for p in pairs))
+            q = text_encoder.encode([f"a photo of a {w}"])[0]
+            sims = emb @ q
+            for (g, key, _), s in zip(pairs, sims):
+                if s >= min_similarity:
+                    c = Candidate(g, key, 0.95 * float(s), "similar")
+                    if (g, key) not in found or found[(g, key)].score < c.score:
+                        found[(g, key)] = c
+    order = {g: i for i, g in enumerate(_PRIORITY)}
+    return sorted(found.values(), key=lambda c: (-round(c.score, 3), order.get(c.grounder, 99)))
+
+
+_EMBED_CACHE: dict[tuple[int, tuple[str, ...]], np.ndarray] = {}
+_EMBED_LOCK = threading.Lock()
+
+
+def _name_embeddings(text_encoder, names: tuple[str, ...]) -> np.ndarray:
+    key = (id(text_encoder), names)
+    with _EMBED_LOCK:
+        if key not in _EMBED_CACHE:
+            _EMBED_CACHE[key] = text_encoder.encode([f"a photo of a {n}" for n in names])
+        return _EMBED_CACHE[key]
+
+
+# ---------------------------------------------------------------------------- masks from boxes
+
+
+def refine_box(gray: np.ndarray, box: tuple[float, float, float, float], method: str = "grabcut",
+               prior: np.ndarray | None = None) -> np.ndarray:
+    """A soft object mask ``(H, W)`` in [0, 1] from a detection box, along the luminance edges.
+
+    Args:
+        gray: ``(H, W)`` ``uint8``.
+        box: ``(x0, y0, x1, y1)`` pixels.
+        method: ``"grabcut"`` (OpenCV GrabCut in the box, on a copy at most
+            160 px across, 3 iterations) or ``"box"`` (the box itself,
+            feathered).
+        prior: optional ``(H, W)`` probability of the object (a segmenter's),
+            used as GrabCut's probable foreground/background where confident.
+
+    Returns:
+        The mask, zero outside the box, feathered by the guided filter.
+    """
+    H, W = gray.shape
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(W, x1), min(H, y1)
+    mask = np.zeros((H, W), np.float32)
+    if x1 - x0 < 3 or y1 - y0 < 3:
+        return mask
+    if method == "box":
+        mask[y0:y1, x0:x1] = 1.0
+    else:
+        pad = max(4, round(0.1 * max(x1 - x0, y1 - y0)))
+        cx0, cy0, cx1, cy1 = max(0, x0 - pad), max(0, y0 - pad), min(W, x1 + pad), min(H, y1 + pad)
+        crop = gray[cy0:cy1, cx0:cx1]
+        s = min(1.0, 160.0 / max(crop.shape))
+        small = cv2.resize(crop, (max(8, round(crop.shape[1] * s)), max(8, round(crop.shape[0] * s))),
+                           interpolation=cv2.INTER_AREA)
+        sh, sw = small.shape
+        gc = np.full((sh, sw), cv2.GC_BGD, np.uint8)
+        bx0, by0 = int((x0 - cx0) * s), int((y0 - cy0) * s)
+        bx1, by1 = max(bx0 + 2, int(np.ceil((x1 - cx0) * s))), max(by0 + 2, int(np.ceil((y1 - cy0) * s)))
+        gc[by0:by1, bx0:bx1] = cv2.GC_PR_FGD
+        # the box's centre is most likely the object
+        iy0, iy1 = by0 + (by1 - by0) // 3, by1 - (by1 - by0) // 3
+        ix0, ix1 = bx0 + (bx1 - bx0) // 3, bx1 - (bx1 - bx0) // 3
+        if iy1 > iy0 and ix1 > ix0:
+            gc[iy0:iy1, ix0:ix1] = cv2.GC_FGD
+        if prior is not None:
+            p = cv2.resize(prior[cy0:cy1, cx0:cx1], (sw, sh), interpolation=cv2.INTER_AREA)
+            inside = gc != cv2.GC_BGD
+            gc[inside & (p > 0.7)] = cv2.GC_FGD
+            gc[inside & (p < 0.05) & (gc != cv2.GC_FGD)] = cv2.GC_PR_BGD
+        img = cv2.merge([small, small, small])
+        bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+        try:
+            cv2.grabCut(img, gc, None, bgd, fgd, 3, cv2.GC_INIT_WITH_MASK)
+            fg = ((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)).astype(np.float32)
+        except cv2.error:  # a degenerate crop (one gray level): keep the box
+            fg = (gc != cv2.GC_BGD).astype(np.float32)
+        fg[:by0], fg[by1:], fg[:, :bx0], fg[:, bx1:] = 0, 0, 0, 0
+        mask[cy0:cy1, cx0:cx1] = cv2.resize(fg, (cx1 - cx0, cy1 - cy0), interpolation=cv2.INTER_LINEAR)
+    return _feather(mask, gray)
+
+
+def _feather(mask: np.ndarray, gray: np.ndarray) -> np.ndarray:
+    """Soften a mask's edge along the luminance (guided filter at half size); keeps zeros far outside."""
+    H, W = gray.shape
+    if not mask.any():
+        return mask.astype(np.float32)
+    small = cv2.resize(mask, (max(1, W // 2), max(1, H // 2)), interpolation=cv2.INTER_AREA)
+    soft = guided_upsample(small[..., None], gray, radius=2, eps=1e-3)[..., 0]
+    near = cv2.dilate((mask > 0.05).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    return np.where(near, np.clip(soft, 0.0, 1.0), 0.0).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------- the frame's shared evidence
+
+
+class _Models:
+    """The detector and segmenter sessions, loaded once on first use; what failed to load is remembered."""
+
+    def __init__(self, options: DetectorGroundingOptions, runtime) -> None:
+        self.options = options
+        self.threads = int(getattr(runtime.options, "threads", 0) or 0) if runtime is not None else 0
+        self.device = str(runtime.device) if runtime is not None else "cpu"
+        self._made: dict[str, object] = {}
+        self.failed: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def get(self, what: str):
+        """The wrapper ``what`` (``coco``, ``voc``, ``parts``, ``road``, ``face``, ``pose``), or ``None`` if unavailable."""
+        with self._lock:
+            if what in self._made:
+                return self._made[what]
+            if what in self.failed:
+                return None
+            o = self.options
+            try:
+                if what == "coco":
+                    size = 320 if "atto" in o.coco_model else 416
+                    made = D.CocoDetector(D.load_model(o.coco_model, self.threads, self.device), size, o.min_score)
+                elif what == "voc":
+                    made = D.VocSegmenter(D.load_model("deeplabv3_voc", self.threads, self.device))
+                elif what == "parts":
+                    made = D.PartsSegmenter(D.load_model("skin_clothes_hair", self.threads, self.device))
+                elif what == "road":
+                    made = D.RoadSegmenter(D.load_model("road_segmentation", self.threads, self.device))
+                elif what == "face":
+                    made = D.FaceDetector(D.load_model("face_detection_full_range", self.threads, self.device),
+                                          full_range=True)
+                elif what == "pose":
+                    made = D.PoseLandmarks(D.load_model("pose_landmark_full", self.threads, self.device))
+                else:
+                    raise ValueError(what)
+            except ChromaflowError as exc:
+                self.failed[what] = str(exc)  # reported once, with the others, by the grounder
+                return None
+            self._made[what] = made
+            return made
+
+
+@dataclass
+class FrameCache:
+    """One frame and what the models said of it, computed at most once per frame.
+
+    Attributes:
+        gray: ``(H, W)`` ``uint8``.
+    """
+
+    gray: np.ndarray
+    models: _Models
+    _done: dict[str, object] = field(default_factory=dict)
+
+    def get(self, what: str):
+        """``coco`` detections, ``voc`` / ``parts`` / ``road`` probability stacks, ``face`` boxes,
+        ``people`` (per person: box, landmarks, mask), or ``None`` when that model is unavailable."""
+        if what not in self._done:
+            if what == "people":
+                self._done[what] = self._people()
+            else:
+                model = self.models.get(what)
+                self._done[what] = None if model is None else model(self.gray)
+        return self._done[what]
+
+    def _people(self):
+        dets = self.get("coco")
+        if dets is None:
+            return None
+        pose = self.models.get("pose")
+        out = []
+        for d in dets:
+            if d.label != "person":
+                continue
+            if pose is None:
+                out.append((d, None, refine_box(self.gray, d.box, self.models.options.refine)))
+                continue
+            pts, mask, score = pose(self.gray, d.box)
+            x0, y0, x1, y1 = (int(round(v)) for v in d.box)
+            box_mask = np.zeros_like(mask)
+            pad = round(0.05 * max(x1 - x0, y1 - y0))
+            box_mask[max(0, y0 - pad):y1 + pad, max(0, x0 - pad):x1 + pad] = 1.0
+            person = mask * box_mask
+            if score < 0.5 or float((person > 0.5).sum()) < 0.2 * (x1 - x0) * (y1 - y0):
+                person = refine_box(self.gray, d.box, self.models.options.refine)  # pose missed: the box's own mask
+                pts = None
+            out.append((d, pts, _feather(person, self.gray)))
+        return out
+
+
+# ---------------------------------------------------------------------------- grounders
+
+
+@dataclass(frozen=True)
+class DetectorGroundingOptions:
+    """How the detector grounders find prompt objects.
+
+    Attributes:
+        coco_model: the COCO detector of the model store: ``deimv2_femto_coco``
+            (416 px) or ``deimv2_atto_coco`` (320 px, faster, fewer small objects).
+        min_score: detections under this confidence are ignored.
+        refine: boxes become masks by ``grabcut`` (along the luminance edges) or ``box``.
+        min_prob: a segmenter's pixel belongs to a class from this probability.
+        min_similarity: sentence similarity for a word to stand for a class no
+            name or synonym matches.
+        use: the grounders ``auto`` may use, most specific first.
+        hint_strength: confidence of the hints inside a mask.
+        cam: options of the class-activation-map fallback (it reads fewer
+            windows than ``--grounder cam`` alone, to keep grounding fast).
+    """
+
+    coco_model: str = "deimv2_femto_coco"
+    min_score: float = 0.35
+    refine: str = "grabcut"
+    min_prob: float = 0.5
+    min_similarity: float = 0.8
+    use: tuple[str, ...] = ("parts", "person", "voc", "coco", "road", "sky", "cam")
+    hint_strength: float = 0.9
+    cam: GroundingOptions = field(default_factory=lambda: GroundingOptions(window_scales=(1.0,)))
+
+    def __post_init__(self) -> None:
+        if self.refine not in ("grabcut", "box"):
+            raise ValueError(f"refine must be grabcut or box, got {self.refine!r}")
+        unknown = [g for g in self.use if g not in (*CLASS_WORDS, "cam")]
+        if unknown:
+            raise ValueError(f"unknown grounder {unknown[0]!r} in use (known: {', '.join([*CLASS_WORDS, 'cam'])})")
+        if self.coco_model not in ("deimv2_femto_coco", "deimv2_atto_coco"):
+            raise ValueError(f"coco_model must be deimv2_femto_coco or deimv2_atto_coco, got {self.coco_model!r}")
+
+
+class ClassGrounder:
+    """One detector or segmenter seen as a grounder of a fixed set of classes (see the module doc)."""
+
+    name = "class"
+    #: the models it needs (``_Models`` keys)
+    needs: tuple[str, ...] = ()
+
+    def __init__(self, options: DetectorGroundingOptions) -> None:
+        self.options = options
+        self.classes = CLASS_WORDS.get(self.name, {})
+
+    def describe(self, key: str) -> str:
+        return f"{self.name} class '{key}'"
+
+    def locate(self, frame: FrameCache, key: str) -> tuple[np.ndarray, float] | None:
+        """``(mask (H, W) in [0, 1], evidence in [0, 1])`` of class ``key`` in the frame; a zero mask if it is
+        not there; ``None`` if this grounder's model is unavailable."""
+        raise NotImplementedError
+
+
+class CocoGrounder(ClassGrounder):
+    name = "coco"
+    needs = ("coco",)
+
+    def locate(self, frame, key):
+        dets = frame.get("coco")
+        if dets is None:
+            return None
+        H, W = frame.gray.shape
+        mask, evidence = np.zeros((H, W), np.float32), 0.0
+        voc_key = _COCO_TO_VOC.get(key)
+        prior = None
+        if voc_key is not None and "voc" in self.options.use:
+            stack = frame.get("voc")
+            prior = None if stack is None else stack[D.VOC_CLASSES.index(voc_key)]
+        for d in dets:
+            if d.label == key:
+                mask = np.maximum(mask, refine_box(frame.gray, d.box, self.options.refine, prior))
+                evidence = max(evidence, d.score)
+        return mask, evidence
+
+
+_COCO_TO_VOC = {"airplane": "aeroplane", "bicycle": "bicycle", "bird": "bird", "boat": "boat", "bottle": "bottle",
+                "bus": "bus", "car": "car", "cat": "cat", "chair": "chair", "cow": "cow",
+                "dining table": "diningtable", "dog": "dog", "horse": "horse", "motorcycle": "motorbike",
+                "potted plant": "pottedplant", "sheep": "sheep", "couch": "sofa", "train": "train", "tv": "tvmonitor"}
+
+
+class VocGrounder(ClassGrounder):
+    name = "voc"
+    needs = ("voc",)
+
+    def locate(self, frame, key):
+        stack = frame.get("voc")
+        if stack is None:
+            return None
+        k = D.VOC_CLASSES.index(key)
+        prob = stack[k] * (stack.argmax(0) == k)
+        inside = prob >= self.options.min_prob
+        if inside.sum() < 0.002 * prob.size:
+            return np.zeros_like(prob), 0.0
+        return _feather(np.clip((prob - 0.3) / 0.4, 0, 1) * (stack.argmax(0) == k), frame.gray), float(prob[inside].mean())
+
+
+class PersonGrounder(ClassGrounder):
+    name = "person"
+    needs = ("coco", "pose")
+
+    def locate(self, frame, key):
+        people = frame.get("people")
+        if people is None:
+            return None
+        H, W = frame.gray.shape
+        mask, evidence = np.zeros((H, W), np.float32), 0.0
+        for det, _, m in people:
+            mask = np.maximum(mask, m)
+            evidence = max(evidence, det.score)
+        return mask, evidence
+
+
+class PartsGrounder(ClassGrounder):
+    """Skin, hair, faces and clothes inside each person; clothes split at the hips into upper and lower body."""
+
+    name = "parts"
+    needs = ("coco", "pose", "parts", "face")
+
+    def locate(self, frame, key):
+        people = frame.get("people")
+        if people is None:
+            return None
+        H, W = frame.gray.shape
+        mask, evidence = np.zeros((H, W), np.float32), 0.0
+        if key == "face":
+            faces = frame.get("face")
+            for det, pts, person in people:
+                boxes = [f.box for f in faces or [] if _inside(f.box, det.box)]
+                if not boxes and pts is not None and pts[0, 2] > 0.5:  # no face detection: the head from the pose
+                    eye_span = abs(float(pts[2, 0] - pts[5, 0])) + abs(float(pts[7, 0] - pts[8, 0]))
+                    r = max(4.0, 0.6 * eye_span)
+                    boxes = [(pts[0, 0] - r, pts[0, 1] - 1.2 * r, pts[0, 0] + r, pts[0, 1] + 1.1 * r)]
+                for b in boxes:
+                    ell = np.zeros((H, W), np.float32)
+                    cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+                    cv2.ellipse(ell, (int(cx), int(cy)), (max(1, int((b[2] - b[0]) / 2)), max(1, int((b[3] - b[1]) * 0.6))),
+                                0, 0, 360, 1.0, -1)
+                    mask = np.maximum(mask, _feather(ell * person if person.any() else ell, frame.gray))
+                    evidence = max(evidence, det.score)
+            return mask, evidence
+        stack = frame.get("parts")
+        if stack is None:
+            return None
+        for det, pts, person in people:
+            inside = person >= 0.5
+            if not inside.any():
+                continue
+            skin, clothes, hair = stack[0] * person, stack[1] * person, stack[2] * person
+            if key == "skin":
+                part = skin
+            elif key == "hair":
+                part = hair
+            else:
+                # clothes: what the parts model calls clothes, or the person's pixels that are not skin or hair
+                part = np.maximum(clothes, person * (1.0 - np.maximum(skin, hair)) * 0.8)
+                top, hips, feet = _body_lines(det.box, pts)
+                rows = np.arange(H, dtype=np.float32)[:, None]
+                if key == "upper":
+                    band = (rows >= top) & (rows < hips)
+                elif key == "lower":
+                    band = (rows >= hips) & (rows < feet)
+                else:  # a whole outfit
+                    band = (rows >= top) & (rows < feet)
+                part = part * band
+            part = np.where(part >= self.options.min_prob, part, 0.0).astype(np.float32)
+            if part.any():
+                mask = np.maximum(mask, _feather(part, frame.gray))
+                evidence = max(evidence, det.score * float(part[part > 0].mean()))
+        return mask, evidence
+
+
+def _inside(inner, outer) -> bool:
+    cx, cy = (inner[0] + inner[2]) / 2, (inner[1] + inner[3]) / 2
+    return outer[0] <= cx <= outer[2] and outer[1] <= cy <= outer[3]
+
+
+def _body_lines(box, pts) -> tuple[float, float, float]:
+    """``(top of the clothes, hip line, bottom of the clothes)`` rows of one person: from the pose
+    (shoulders, hips, ankles) where it saw them, else the usual proportions of a standing person's box."""
+    x0, y0, x1, y1 = box
+    height = y1 - y0
+    top, hips, feet = y0 + 0.15 * height, y0 + 0.5 * height, y0 + 0.95 * height
+    if pts is not None:
+        if min(pts[11, 2], pts[12, 2]) > 0.5:
+            top = float(min(pts[11, 1], pts[12, 1])) - 0.03 * height
+        if min(pts[23, 2], pts[24, 2]) > 0.5:
+            hips = float((pts[23, 1] + pts[24, 1]) / 2)
+        if max(pts[27, 2], pts[28, 2]) > 0.5:
+            feet = float(max(pts[27, 1] if pts[27, 2] > 0.5 else 0, pts[28, 1] if pts[28, 2] > 0.5 else 0))
+        else:
+            feet = y1
+    return top, hips, max(hips + 1.0, feet)
+
+
+class RoadGrounder(ClassGrounder):
+    name = "road"
+    needs = ("road",)
+
+    def locate(self, frame, key):
+        stack = frame.get("road")
+        if stack is None:
+            return None
+        k = ROAD_INDEX[key]
+        prob = stack[k] + (stack[ROAD_INDEX["mark"]] if key == "road" else 0.0)  # marks are on the road
+        inside = prob >= self.options.min_prob
+        if inside.sum() < 0.002 * prob.size:
+            return np.zeros_like(prob), 0.0
+        return _feather(np.clip((prob - 0.3) / 0.4, 0, 1), frame.gray), float(prob[inside].mean())
+
+
+ROAD_INDEX = {name: i for i, name in enumerate(D.ROAD_CLASSES)}
+
+
+class SkyGrounder(ClassGrounder):
+    name = "sky"
+
+    def locate(self, frame, key):
+        mask = sky_mask(frame.gray)
+        return mask, 1.0 if mask.any() else 0.0
+
+
+_GROUNDERS = {g.name: g for g in (PartsGrounder, PersonGrounder, VocGrounder, CocoGrounder, RoadGrounder, SkyGrounder)}
+
+
+class AutoGrounder(Grounder):
+    """Every available grounder, the best evidence per object and frame (see the module doc).
+
+    Args:
+        options: :class:`DetectorGroundingOptions`.
+        runtime: device and threads (the sessions' threads follow ``--threads``).
+        text_encoder: the sentence model (word similarity); the CAM fallback's too.
+        cam: the class-activation-map grounder used for words no detector knows (or ``None``).
+        only: restrict to these grounders (a single-grounder backend such as ``--grounder coco``).
+    """
+
+    name = "auto"
+
+    def __init__(self, options: DetectorGroundingOptions, runtime=None, text_encoder=None,
+                 cam: PromptGrounder | None = None, only: Sequence[str] | None = None) -> None:
+        self.options = options
+        self.hint_strength = options.hint_strength
+        self.text_encoder = text_encoder
+        self.cam = cam if "cam" in options.use and (only is None or "cam" in only) else None
+        names = [g for g in options.use if g in _GROUNDERS and (only is None or g in only)]
+        self.grounders = {g: _GROUNDERS[g](options) for g in names}
+        self.models = _Models(options, runtime)
+        if only is not None and len(only) == 1:
+            self.name = only[0]
+        self._matches: dict[str, tuple[list[Candidate], ObjectMatch | None]] = {}
+        self._warned_missing = False
+        self._reported: set[str] = set()
+
+    # ---- words
+    def candidates(self, word: str) -> tuple[list[Candidate], ObjectMatch | None]:
+        """What ``word`` stands for: detector classes (best first) and the CAM fallback's match (cached)."""
+        if word not in self._matches:
+            cands = match_word(word, list(self.grounders), self.text_encoder, self.options.min_similarity)
+            cam = None
+            if not cands and self.cam is not None:
+                cam = self.cam.match(word)
+            self._matches[word] = (cands, cam)
+        return self._matches[word]
+
+    def matches(self, prompt: ParsedPrompt) -> list[ObjectMatch]:
+        """One :class:`ObjectMatch` per object: ``special`` names the grounder(s) that will look for it."""
+        out = []
+        for p in object_phrases(prompt):
+            cands, cam = self.candidates(p.object)
+            if cands:
+                best = cands[0].score
+                use = [c for c in cands if c.score >= best - 0.05]
+                out.append(ObjectMatch(p.object, (), tuple(c.score for c in use),
+                                       "+".join(f"{c.grounder}:{c.key}" for c in use)))
+            elif cam is not None:
+                out.append(cam)
+            else:
+                out.append(ObjectMatch(p.object, (), ()))
+        return out
+
+    def describe(self, matches: Sequence[ObjectMatch]) -> list[str]:
+        from chromaflow.guidance.grounding import describe_matches
+
+        self._warn_missing()
+        lines = []
+        for m in matches:
+            if m.special and ":" in m.special:
+                where = ", ".join(f"{g} ({k})" for g, k in (s.split(":", 1) for s in m.special.split("+")))
+                lines.append(f"'{m.word}': {where}")
+            elif m.classes or m.special == "sky":
+                lines.append(describe_matches([m])[0] + " (class activation maps: no detector knows the word)")
+            else:
+                lines.append(f"'{m.word}': no grounder knows this word, so its colour is not applied")
+        return lines
+
+    def _report_failures(self) -> None:
+        """One warning for the models that could not be loaded since the last one (missing, corrupt)."""
+        new = [w for w in self.models.failed if w not in self._reported]
+        if not new:
+            return
+        self._reported.update(new)
+        if len(new) == 1:
+            detail = self.models.failed[new[0]]
+        else:
+            detail = "; ".join(f"{w}: {self.models.failed[w]}" for w in new)
+        fallback = " the words they ground fall back to the class activation maps" if self.cam is not None else ""
+        log.warning("prompt grounding without %s:%s (%s)", ", ".join(new), fallback, detail)
+
+    def _warn_missing(self) -> None:
+        """One warning naming the grounders that cannot run (runtime package or model file missing)."""
+        if self._warned_missing:
+            return
+        self._warned_missing = True
+        missing = []
+        for g in self.grounders.values():
+            for kind in g.needs:
+                pkg = D.missing_runtime("tflite" if kind in ("face", "pose") else "onnx")
+                if pkg:
+                    missing.append(f"{g.name} ({pkg})")
+                    break
+        if missing:
+            log.warning("prompt grounding: %s cannot run: pip install \"chromaflow[grounding]\"; words they know "
+                        "fall back to the class activation maps", ", ".join(dict.fromkeys(missing)))
+
+    # ---- frames
+    def ground(self, gray: np.ndarray, prompt: ParsedPrompt) -> Grounding:
+        """Masks and hints of ``prompt``'s objects in one ``(H, W)`` ``uint8`` frame (see the module doc)."""
+        phrases = object_phrases(prompt)
+        H, W = gray.shape
+        if not phrases:
+            return Grounding((), np.zeros((H, W, 2), np.float32), np.zeros((H, W), np.float32))
+        frame = FrameCache(gray, self.models)
+        maps, evidence, used, names = [], [], [], []
+        cam_phrases = []
+        for i, p in enumerate(phrases):
+            cands, cam = self.candidates(p.object)
+            best_mask, best_ev, best_by = np.zeros((H, W), np.float32), 0.0, None
+            top = cands[0].score if cands else 0.0
+            unavailable = 0
+            for c in cands:
+                if c.score < top - 0.05:
+                    break
+                got = self.grounders[c.grounder].locate(frame, c.key)
+                if got is None:
+                    unavailable += 1
+                    continue
+                mask, ev = got
+                if mask.any() and ev * c.score > best_ev:
+                    best_mask, best_ev, best_by = mask, ev * c.score, c
+            if cands and unavailable and best_by is None and self.cam is not None:
+                cam = self.cam.match(p.object)  # the detectors that know it cannot run: fall back
+            if best_by is None and cam is not None and cam.grounded:
+                cam_phrases.append(i)
+            maps.append(best_mask)
+            evidence.append(best_ev)
+            used.append((best_by.key,) if best_by else ())
+            names.append(best_by.grounder if best_by else "")
+        if cam_phrases:
+            sub = ParsedPrompt(prompt.text, tuple(phrases[i] for i in cam_phrases))
+            g = self.cam.ground(gray, sub)
+            for i, obj in zip(cam_phrases, g.objects):
+                maps[i], evidence[i], used[i], names[i] = obj.mask, obj.evidence, obj.classes, "cam" if obj.found else ""
+        self._report_failures()
+        masks = _exclusive(np.stack(maps))
+        objects = tuple(
+            GroundedObject(p, self._object_match(p.object), masks[k], evidence[k], used[k], names[k])
+            for k, p in enumerate(phrases)
+        )
+        hint_ab, hint_conf = object_hints(masks, np.stack([p.rgb for p in phrases]), self.options.hint_strength)
+        return Grounding(objects, hint_ab, hint_conf)
+
+    def _object_match(self, word: str) -> ObjectMatch:
+        cands, cam = self.candidates(word)
+        if cands:
+            return ObjectMatch(word, (), tuple(c.score for c in cands), "+".join(f"{c.grounder}:{c.key}" for c in cands))
+        return cam if cam is not None else ObjectMatch(word, (), ())
+
+
+def _exclusive(masks: np.ndarray) -> np.ndarray:
+    """Masks ``(K, H, W)`` made disjoint: where several are at least 0.5, the one of smallest area keeps the
+    pixel (the more specific object); elsewhere each keeps its soft values only where it is the strongest."""
+    if len(masks) <= 1:
+        return masks.astype(np.float32)
+    area = (masks >= 0.5).reshape(len(masks), -1).sum(1).astype(np.float32)
+    rank = np.where(area > 0, area, np.inf)
+    strong = masks >= 0.5
+    # among the strong masks at a pixel, the smallest wins; where none is strong, the largest value wins
+    cost = np.where(strong, rank[:, None, None], np.inf)
+    winner_strong = cost.argmin(0)
+    winner_soft = masks.argmax(0)
+    winner = np.where(strong.any(0), winner_strong, winner_soft)
+    keep = winner[None] == np.arange(len(masks))[:, None, None]
+    return (masks * keep).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------- registration
+
+
+def _check(options: DetectorGroundingOptions) -> str | None:
+    missing = [p for p in (D.missing_runtime("onnx"), D.missing_runtime("tflite")) if p]
+    if missing:
+        return (f"needs {', '.join(missing)} (pip install \"chromaflow[grounding]\"); without them only the class "
+                f"activation maps and the sky rule ground words")
+    return None
+
+
+@register("grounder", "auto", options=DetectorGroundingOptions, check=_check, licence="Apache-2.0 / MIT (models)",
+          description="every detector and segmenter of the model store (COCO, VOC, people and their clothes, "
+                      "faces, roads, sky), the best per object; class activation maps for other words (the default)")
+def _make_auto(options: DetectorGroundingOptions, runtime) -> AutoGrounder:
+    cam = PromptGrounder(runtime.encoder(), runtime.text_encoder(), options.cam) if "cam" in options.use else None
+    return AutoGrounder(options, runtime, runtime.text_encoder(), cam)
+
+
+def _register_single(name: str, description: str) -> None:
+    def make(options: DetectorGroundingOptions, runtime) -> AutoGrounder:
+        return AutoGrounder(options, runtime, runtime.text_encoder(), None, only=(name,))
+
+    register("grounder", name, options=DetectorGroundingOptions, check=_check if name != "sky" else None,
+             description=description)(make)
+
+
+for _name, _desc in (
+    ("coco", "DEIMv2 COCO detector: 80 classes, boxes refined to masks along the luminance edges"),
+    ("voc", "DeepLabv3 Pascal VOC segmentation: 20 classes"),
+    ("person", "people: DEIMv2 person boxes and BlazePose person masks"),
+    ("parts", "skin, hair, faces and clothes of each person (upper / lower body split at the hips)"),
+    ("road", "road segmentation: road, curb, lane marks"),
+    ("sky", "the sky as bright smooth regions at the top of the frame (no model)"),
+):
+    _register_single(_name, _desc)
