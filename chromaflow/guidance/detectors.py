@@ -15,8 +15,9 @@ device is a GPU and the CUDA provider is installed); TFLite files on
 ``chromaflow[grounding]``; without them, or without a model file, the
 grounders that need it are skipped with one warning.
 
-Arrays: ``gray`` ``(H, W)`` ``uint8``; maps ``(H, W)`` ``float32`` in ``[0, 1]``
-at the frame's size; boxes ``(x0, y0, x1, y1)`` in frame pixels.
+Arrays: ``gray`` ``(H, W)`` ``uint8``; segmenters' probabilities ``(C, h, w)``
+``float32`` in ``[0, 1]`` at the model's resolution (:func:`to_frame` resizes
+one to the frame); boxes ``(x0, y0, x1, y1)`` in frame pixels.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ log = logging.getLogger("chromaflow")
 __all__ = [
     "COCO_CLASSES", "VOC_CLASSES", "PARTS_CLASSES", "ROAD_CLASSES", "Detection", "load_model",
     "CocoDetector", "VocSegmenter", "PersonSegmenter", "PartsSegmenter", "RoadSegmenter", "FaceDetector",
-    "PoseLandmarks", "missing_runtime",
+    "PoseLandmarks", "missing_runtime", "to_frame",
 ]
 
 COCO_CLASSES = (
@@ -136,7 +137,7 @@ def _rgb(gray: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.repeat(small[..., None].astype(np.float32), 3, axis=2)
 
 
-def _to_frame(prob: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def to_frame(prob: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """A ``(h, w)`` map back to the frame's ``(H, W)`` (bilinear), clipped to [0, 1]."""
     H, W = shape
     return np.clip(cv2.resize(prob.astype(np.float32), (W, H), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
@@ -190,7 +191,8 @@ class VocSegmenter:
     """DeepLabv3 MobileNetV2, 21 Pascal VOC classes (``deeplabv3_voc``).
 
     Input ``(1, 257, 257, 3)`` NHWC RGB scaled to ``x / 127.5 - 1``; output
-    ``(1, 257, 257, 21)`` logits.  Returns ``(21, H, W)`` class probabilities.
+    ``(1, 257, 257, 21)`` logits.  Returns ``(21, 257, 257)`` class
+    probabilities at the model's resolution (:func:`to_frame` brings one to the frame).
     """
 
     def __init__(self, session) -> None:
@@ -200,8 +202,7 @@ class VocSegmenter:
         x = (_rgb(gray, (257, 257)) / 127.5 - 1.0)[None].astype(np.float32)
         logits = self.session.run({self.session.inputs[0]: x})[0][0]
         e = np.exp(logits - logits.max(-1, keepdims=True))
-        prob = e / e.sum(-1, keepdims=True)
-        return np.stack([_to_frame(prob[..., k], gray.shape) for k in range(prob.shape[-1])])
+        return np.ascontiguousarray((e / e.sum(-1, keepdims=True)).transpose(2, 0, 1), dtype=np.float32)
 
 
 class PersonSegmenter:
@@ -216,14 +217,15 @@ class PersonSegmenter:
 
     def __call__(self, gray: np.ndarray) -> np.ndarray:
         x = (_rgb(gray, self.size) / 255.0)[None].astype(np.float32)
-        return _to_frame(self.session.run([x])[0][0, ..., 0], gray.shape)
+        return to_frame(self.session.run([x])[0][0, ..., 0], gray.shape)
 
 
 class PartsSegmenter:
     """PAN (MobileNetV3-small) skin / clothes / hair segmentation (``skin_clothes_hair``).
 
     Input ``(1, 3, 512, 512)`` RGB with ImageNet mean and std; output
-    ``(1, 3, 512, 512)`` per-class sigmoid (skin, clothes, hair).  Returns ``(3, H, W)``.
+    ``(1, 3, 512, 512)`` per-class sigmoid (skin, clothes, hair).  Returns
+    ``(3, 512, 512)`` at the model's resolution.
     """
 
     _MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -237,14 +239,14 @@ class PartsSegmenter:
         out = self.session.run({self.session.inputs[0]: x})[0][0]
         if out.min() < 0.0 or out.max() > 1.0:  # logits, not probabilities
             out = 1.0 / (1.0 + np.exp(-out))
-        return np.stack([_to_frame(out[k], gray.shape) for k in range(3)])
+        return np.ascontiguousarray(out[:3], dtype=np.float32)
 
 
 class RoadSegmenter:
     """OpenVINO road-segmentation-adas-0001: background, road, curb, mark (``road_segmentation``).
 
     Input ``(1, 512, 896, 3)`` NHWC BGR in [0, 255]; output ``(1, 512, 896, 4)``
-    class probabilities.  Returns ``(4, H, W)``.
+    class probabilities.  Returns ``(4, 512, 896)`` at the model's resolution.
     """
 
     def __init__(self, session) -> None:
@@ -256,7 +258,7 @@ class RoadSegmenter:
         if prob.min() < 0.0 or prob.max() > 1.0:
             e = np.exp(prob - prob.max(-1, keepdims=True))
             prob = e / e.sum(-1, keepdims=True)
-        return np.stack([_to_frame(prob[..., k], gray.shape) for k in range(4)])
+        return np.ascontiguousarray(prob.transpose(2, 0, 1), dtype=np.float32)
 
 
 # ------------------------------------------------------------------------- faces

@@ -221,7 +221,7 @@ def refine_box(gray: np.ndarray, box: tuple[float, float, float, float], method:
         gray: ``(H, W)`` ``uint8``.
         box: ``(x0, y0, x1, y1)`` pixels.
         method: ``"grabcut"`` (OpenCV GrabCut in the box, on a copy at most
-            160 px across, 3 iterations) or ``"box"`` (the box itself,
+            128 px across, 2 iterations) or ``"box"`` (the box itself,
             feathered).
         prior: optional ``(H, W)`` probability of the object (a segmenter's),
             used as GrabCut's probable foreground/background where confident.
@@ -241,7 +241,7 @@ def refine_box(gray: np.ndarray, box: tuple[float, float, float, float], method:
         pad = max(4, round(0.1 * max(x1 - x0, y1 - y0)))
         cx0, cy0, cx1, cy1 = max(0, x0 - pad), max(0, y0 - pad), min(W, x1 + pad), min(H, y1 + pad)
         crop = gray[cy0:cy1, cx0:cx1]
-        s = min(1.0, 160.0 / max(crop.shape))
+        s = min(1.0, 128.0 / max(crop.shape))
         small = cv2.resize(crop, (max(8, round(crop.shape[1] * s)), max(8, round(crop.shape[0] * s))),
                            interpolation=cv2.INTER_AREA)
         sh, sw = small.shape
@@ -262,7 +262,7 @@ def refine_box(gray: np.ndarray, box: tuple[float, float, float, float], method:
         img = cv2.merge([small, small, small])
         bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
         try:
-            cv2.grabCut(img, gc, None, bgd, fgd, 3, cv2.GC_INIT_WITH_MASK)
+            cv2.grabCut(img, gc, None, bgd, fgd, 2, cv2.GC_INIT_WITH_MASK)
             fg = ((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)).astype(np.float32)
         except cv2.error:  # a degenerate crop (one gray level): keep the box
             fg = (gc != cv2.GC_BGD).astype(np.float32)
@@ -448,9 +448,9 @@ class CocoGrounder(ClassGrounder):
         mask, evidence = np.zeros((H, W), np.float32), 0.0
         voc_key = _COCO_TO_VOC.get(key)
         prior = None
-        if voc_key is not None and "voc" in self.options.use:
+        if voc_key is not None and "voc" in self.options.use and any(d.label == key for d in dets):
             stack = frame.get("voc")
-            prior = None if stack is None else stack[D.VOC_CLASSES.index(voc_key)]
+            prior = None if stack is None else D.to_frame(stack[D.VOC_CLASSES.index(voc_key)], (H, W))
         for d in dets:
             if d.label == key:
                 mask = np.maximum(mask, refine_box(frame.gray, d.box, self.options.refine, prior))
@@ -473,11 +473,12 @@ class VocGrounder(ClassGrounder):
         if stack is None:
             return None
         k = D.VOC_CLASSES.index(key)
-        prob = stack[k] * (stack.argmax(0) == k)
-        inside = prob >= self.options.min_prob
-        if inside.sum() < 0.002 * prob.size:
-            return np.zeros_like(prob), 0.0
-        return _feather(np.clip((prob - 0.3) / 0.4, 0, 1) * (stack.argmax(0) == k), frame.gray), float(prob[inside].mean())
+        low = stack[k] * (stack.argmax(0) == k)
+        inside = low >= self.options.min_prob
+        if inside.sum() < 0.002 * low.size:
+            return np.zeros(frame.gray.shape, np.float32), 0.0
+        soft = D.to_frame(np.clip((low - 0.3) / 0.4, 0, 1), frame.gray.shape)
+        return _feather(soft, frame.gray), float(low[inside].mean())
 
 
 class PersonGrounder(ClassGrounder):
@@ -527,18 +528,26 @@ class PartsGrounder(ClassGrounder):
         stack = frame.get("parts")
         if stack is None:
             return None
+        full = {}
+
+        def part(k: int) -> np.ndarray:  # the parts model's map k at the frame's size, once
+            if k not in full:
+                full[k] = D.to_frame(stack[k], (H, W))
+            return full[k]
+
         for det, pts, person in people:
             inside = person >= 0.5
             if not inside.any():
                 continue
-            skin, clothes, hair = stack[0] * person, stack[1] * person, stack[2] * person
+            skin, hair = part(0) * person, part(2) * person
+            clothes = part(1) * person if key not in ("skin", "hair") else None
             if key == "skin":
-                part = skin
+                piece = skin
             elif key == "hair":
-                part = hair
+                piece = hair
             else:
                 # clothes: what the parts model calls clothes, or the person's pixels that are not skin or hair
-                part = np.maximum(clothes, person * (1.0 - np.maximum(skin, hair)) * 0.8)
+                piece = np.maximum(clothes, person * ((skin < 0.5) & (hair < 0.5)) * 0.8)
                 top, hips, feet = _body_lines(det.box, pts)
                 rows = np.arange(H, dtype=np.float32)[:, None]
                 if key == "upper":
@@ -547,11 +556,11 @@ class PartsGrounder(ClassGrounder):
                     band = (rows >= hips) & (rows < feet)
                 else:  # a whole outfit
                     band = (rows >= top) & (rows < feet)
-                part = part * band
-            part = np.where(part >= self.options.min_prob, part, 0.0).astype(np.float32)
-            if part.any():
-                mask = np.maximum(mask, _feather(part, frame.gray))
-                evidence = max(evidence, det.score * float(part[part > 0].mean()))
+                piece = piece * band
+            piece = np.where(piece >= self.options.min_prob, piece, 0.0).astype(np.float32)
+            if piece.any():
+                mask = np.maximum(mask, _feather(piece, frame.gray))
+                evidence = max(evidence, det.score * float(piece[piece > 0].mean()))
         return mask, evidence
 
 
@@ -587,11 +596,12 @@ class RoadGrounder(ClassGrounder):
         if stack is None:
             return None
         k = ROAD_INDEX[key]
-        prob = stack[k] + (stack[ROAD_INDEX["mark"]] if key == "road" else 0.0)  # marks are on the road
-        inside = prob >= self.options.min_prob
-        if inside.sum() < 0.002 * prob.size:
-            return np.zeros_like(prob), 0.0
-        return _feather(np.clip((prob - 0.3) / 0.4, 0, 1), frame.gray), float(prob[inside].mean())
+        low = stack[k] + (stack[ROAD_INDEX["mark"]] if key == "road" else 0.0)  # marks are on the road
+        inside = low >= self.options.min_prob
+        if inside.sum() < 0.002 * low.size:
+            return np.zeros(frame.gray.shape, np.float32), 0.0
+        soft = D.to_frame(np.clip((low - 0.3) / 0.4, 0, 1), frame.gray.shape)
+        return _feather(soft, frame.gray), float(low[inside].mean())
 
 
 ROAD_INDEX = {name: i for i, name in enumerate(D.ROAD_CLASSES)}

@@ -1,0 +1,283 @@
+"""The detector grounders and the combined grounder ``auto``: words, masks, fallbacks, bad models.
+
+Most tests give the grounders stand-in models (plain callables returning
+boxes and probability maps) so they run without any model file; one opt-in
+test runs the real detectors of ``../shared/models`` on a real frame when
+that folder is there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from test_grounding import WordsText
+
+from chromaflow.guidance import detectors as D
+from chromaflow.guidance import grounders as G
+from chromaflow.guidance.prompt import parse_prompt
+from chromaflow.store import ModelStore
+from chromaflow.store.store import ModelEntry
+
+SHARED_MODELS = Path(__file__).resolve().parents[2] / "shared" / "models"
+SHARED_CLIPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "clips"
+
+
+class ToyText:
+    """A sentence encoder where 'doggo' is close to 'dog' and everything else is far apart."""
+
+    def encode(self, texts):
+        out = np.zeros((len(texts), 64), np.float32)
+        for i, t in enumerate(texts):
+            w = t.removeprefix("a photo of a ")
+            out[i, 0 if w in ("dog", "doggo") else 1 + hash(w) % 63] = 1.0
+        return out
+
+
+def test_words_match_names_plurals_head_nouns_and_similar_words() -> None:
+    names = list(G.CLASS_WORDS)
+
+    def best(word, text=None):
+        c = G.match_word(word, names, text)
+        return (c[0].grounder, c[0].key, c[0].how) if c else None
+
+    assert best("cups") == ("coco", "cup", "name")  # plural folded
+    assert best("mug") == ("coco", "cup", "name")  # synonym
+    assert best("sports car") == ("voc", "car", "head noun")  # a kind of car
+    assert best("jeans")[:2] == ("parts", "lower")
+    assert best("sweater")[:2] == ("parts", "upper")
+    assert best("dress")[:2] == ("parts", "outfit")
+    assert best("hands")[:2] == ("parts", "skin")
+    assert best("woman")[:2] == ("person", "person")
+    assert best("sky")[:2] == ("sky", "sky")
+    assert best("road")[:2] == ("road", "road")
+    assert best("bow tie")[:2] == ("coco", "tie")
+    assert best("flibbertigibbet") is None
+    assert best("doggo") is None  # no name matches ...
+    assert best("doggo", ToyText())[1] == "dog" and best("doggo", ToyText())[2] == "similar"  # ... but it is similar
+    # a word both VOC and COCO know: both are candidates, the pixel masks first
+    cands = G.match_word("dog", names)
+    assert [(c.grounder, c.key) for c in cands[:2]] == [("voc", "dog"), ("coco", "dog")]
+
+
+# ----------------------------------------------------------------------------- stand-in models
+
+H, W = 120, 160
+CAR = (10, 60, 60, 100)  # x0, y0, x1, y1
+PERSON = (90, 10, 130, 110)
+
+
+def _scene() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    gray = np.full((H, W), 150, np.uint8)
+    gray[CAR[1]:CAR[3], CAR[0]:CAR[2]] = 60
+    gray[PERSON[1]:PERSON[3], PERSON[0]:PERSON[2]] = 200
+    gray[PERSON[1]:PERSON[1] + 18, PERSON[0] + 12:PERSON[2] - 12] = 120  # a head
+    return np.clip(gray + rng.normal(0, 2, gray.shape), 0, 255).astype(np.uint8)
+
+
+class FakeModels:
+    """Boxes for a car and a person, a pose with hips at row 60, and parts maps of the person."""
+
+    def __init__(self, options, missing=()):
+        self.options = options
+        self.failed = {m: f"model for {m} is not here" for m in missing}
+        self.calls = {}
+
+    def get(self, what):
+        self.calls[what] = self.calls.get(what, 0) + 1
+        if what in self.failed:
+            return None
+        if what == "coco":
+            return lambda gray: [D.Detection("car", 0.9, CAR), D.Detection("person", 0.85, PERSON)]
+        if what == "pose":
+            def pose(gray, box):
+                pts = np.zeros((33, 3), np.float32)
+                pts[:, 2] = 1.0
+                pts[[11, 12], 1] = 28.0  # shoulders
+                pts[[23, 24], 1] = 60.0  # hips
+                pts[[27, 28], 1] = 108.0  # ankles
+                mask = np.zeros((H, W), np.float32)
+                mask[PERSON[1]:PERSON[3], PERSON[0]:PERSON[2]] = 1.0
+                return pts, mask, 0.9
+            return pose
+        if what == "parts":
+            def parts(gray):
+                out = np.zeros((3, 64, 64), np.float32)
+                out[1] = 1.0  # clothes everywhere: the grounder keeps them inside the person
+                return out
+            return parts
+        if what == "voc":
+            def voc(gray):
+                out = np.zeros((21, 32, 32), np.float32)
+                out[0] = 1.0
+                return out
+            return voc
+        if what == "face":
+            return lambda gray: []
+        if what == "road":
+            def road(gray):
+                out = np.zeros((4, 32, 32), np.float32)
+                out[0] = 1.0
+                return out
+            return road
+        raise AssertionError(what)
+
+
+def _auto(missing=(), **kw) -> G.AutoGrounder:
+    options = G.DetectorGroundingOptions(use=("parts", "person", "voc", "coco", "road", "sky"), **kw)
+    g = G.AutoGrounder(options, None, WordsText(), cam=None)
+    g.models = FakeModels(options, missing)
+    return g
+
+
+def _inside(mask, box, pad=3):
+    x0, y0, x1, y1 = box
+    m = mask >= 0.5
+    out = m.copy()
+    out[max(0, y0 - pad):y1 + pad, max(0, x0 - pad):x1 + pad] = False
+    return float(m[y0:y1, x0:x1].mean()), int(out.sum())
+
+
+def test_objects_land_in_their_masks_and_clothes_split_at_the_hips() -> None:
+    gray = _scene()
+    g = _auto().ground(gray, parse_prompt("a red car, a blue shirt and green trousers"))
+    car, shirt, trousers = g.objects
+    assert (car.grounder, shirt.grounder, trousers.grounder) == ("coco", "parts", "parts")
+    cover, outside = _inside(car.mask, CAR)
+    assert cover > 0.8 and outside == 0  # GrabCut keeps the dark car, nothing beyond its box
+    rows_shirt = np.nonzero((shirt.mask >= 0.5).any(1))[0]
+    rows_trousers = np.nonzero((trousers.mask >= 0.5).any(1))[0]
+    assert rows_shirt.min() >= 24 and rows_shirt.max() < 62  # shoulders to hips
+    assert rows_trousers.min() >= 58 and rows_trousers.max() < 112  # hips to ankles
+    masks = np.stack([o.mask for o in g.objects])
+    assert ((masks > 0).sum(0) <= 1).all()  # disjoint
+    # hints only inside the masks, at each object's named colour
+    assert not g.hint_conf[np.stack([o.mask for o in g.objects]).max(0) < 0.5].any()
+    a_red = float(np.median(g.hint_ab[car.mask >= 0.9][:, 0]))
+    b_blue = float(np.median(g.hint_ab[shirt.mask >= 0.9][:, 1]))
+    assert a_red > 40 and b_blue < -40
+
+
+def test_the_more_specific_object_keeps_the_overlap() -> None:
+    gray = _scene()
+    g = _auto().ground(gray, parse_prompt("a green woman and a blue shirt"))
+    woman, shirt = g.objects
+    assert woman.grounder == "person" and shirt.grounder == "parts"
+    both = (woman.mask > 0) & (shirt.mask > 0)
+    assert not both.any() and (shirt.mask >= 0.5).sum() > 100
+    assert (woman.mask[80:100, 95:125] >= 0.5).mean() > 0.8  # the legs stay the woman's
+
+
+def test_models_run_once_per_frame_and_only_those_needed() -> None:
+    g = _auto()
+    g.ground(_scene(), parse_prompt("a blue sky"))
+    assert "coco" not in g.models.calls  # the sky needs no model
+    g.ground(_scene(), parse_prompt("a red car, a blue shirt, green trousers, brown hair"))
+    assert set(g.models.calls) >= {"coco", "pose", "parts"}
+
+
+def test_missing_models_are_one_warning_and_the_prompt_still_runs(caplog) -> None:
+    g = _auto(missing=("coco", "pose"))
+    with caplog.at_level(logging.WARNING, logger="chromaflow"):
+        for _ in range(3):
+            out = g.ground(_scene(), parse_prompt("a red car and a light blue sky"))
+    warnings = [r for r in caplog.records if "prompt grounding without" in r.getMessage()]
+    assert len(warnings) == 1 and "coco" in warnings[0].getMessage()
+    car, sky = out.objects
+    assert not car.found and car.grounder == ""
+
+
+def test_an_unknown_word_and_an_absent_object_are_reported(caplog) -> None:
+    from chromaflow.guidance.hints import PromptHints
+
+    g = _auto()
+    lines = g.describe(g.matches(parse_prompt("a red flibbertigibbet, a blue boat")))
+    assert "no grounder knows" in lines[0] and "coco (boat)" in lines[1]
+    hints = PromptHints(g)
+    from chromaflow.guidance.conditions import Conditions
+
+    with caplog.at_level(logging.INFO, logger="chromaflow"):
+        assert hints.begin(Conditions(prompt="a blue boat, a red car"))
+        for i in range(2):
+            hints.at(np.full((H, W), 50.0, np.float32) + 0 * i, i)
+        hints.finish()
+    text = caplog.text
+    assert "'boat' was not found on any of the 2 grounded frames" in text
+    assert "'car': found on 2 of 2 grounded frames (by coco 2)" in text
+
+
+def test_twenty_objects_in_one_prompt() -> None:
+    words = ["car", "shirt", "trousers", "boat", "dog", "cat", "cup", "bottle", "chair", "sky", "road", "bus",
+             "train", "horse", "sheep", "cow", "bench", "kite", "clock", "vase"]
+    colors = ["red", "blue", "green", "yellow", "orange", "purple", "pink", "brown", "white", "black"]
+    prompt = ", ".join(f"a {colors[i % 10]} {w}" for i, w in enumerate(words))
+    g = _auto().ground(_scene(), parse_prompt(prompt))
+    assert len(g.objects) == 20
+    assert {o.phrase.object for o in g.objects if o.found} >= {"car", "shirt", "trousers"}
+
+
+def test_refine_box_methods() -> None:
+    gray = _scene()
+    for method in ("grabcut", "box"):
+        m = G.refine_box(gray, CAR, method)
+        cover, outside = _inside(m, CAR)
+        assert cover > 0.8 and outside == 0
+    assert not G.refine_box(gray, (5, 5, 6, 6)).any()  # too small to be an object
+
+
+def test_a_corrupt_model_file_is_one_warning(tmp_path: Path, monkeypatch, caplog) -> None:
+    pytest.importorskip("onnxruntime")
+    from chromaflow.store import store as store_module
+
+    bad = tmp_path / "deimv2_hgnetv2_femto_coco.onnx"
+    bad.write_bytes(b"this is not an onnx file" * 10)
+    entry = ModelEntry("deimv2_femto_coco", bad.name, (), hashlib.sha256(bad.read_bytes()).hexdigest())
+    monkeypatch.setattr(store_module, "_DEFAULT", ModelStore({entry.name: entry}, mirrors=[tmp_path], offline=True))
+    options = G.DetectorGroundingOptions(use=("coco", "sky"))
+    g = G.AutoGrounder(options, None, WordsText(), cam=None)
+    with caplog.at_level(logging.WARNING, logger="chromaflow"):
+        out = g.ground(_scene(), parse_prompt("a red car and a light blue sky"))
+    assert not out.objects[0].found
+    assert "cannot be loaded (onnx)" in caplog.text and caplog.text.count("prompt grounding without") == 1
+    # and a file that fails its checksum is refused before any runtime reads it
+    bad.write_bytes(b"changed")
+    monkeypatch.setattr(store_module, "_DEFAULT", ModelStore({entry.name: entry}, mirrors=[tmp_path], offline=True))
+    g = G.AutoGrounder(options, None, WordsText(), cam=None)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="chromaflow"):
+        g.ground(_scene(), parse_prompt("a red car"))
+    assert "bad checksum" in caplog.text
+
+
+def test_face_anchor_layouts() -> None:
+    short = D._ssd_anchors(128, *D._merge_layers((8, 16, 16, 16)))
+    full = D._ssd_anchors(192, (4,), (1,))
+    assert short.shape == (896, 2) and full.shape == (2304, 2)
+    assert np.allclose(short[0], [0.5 / 16, 0.5 / 16]) and np.allclose(short[512], [0.5 / 8, 0.5 / 8])
+
+
+@pytest.mark.skipif(not (SHARED_MODELS.is_dir() and SHARED_CLIPS.is_dir()), reason="../shared/models not here")
+def test_real_detectors_on_a_real_frame(monkeypatch) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("ai_edge_litert")
+    from chromaflow.io import open_source
+    from chromaflow.store import store as store_module
+
+    monkeypatch.setattr(store_module, "_DEFAULT", ModelStore(mirrors=[SHARED_MODELS], offline=True))
+    with open_source(SHARED_CLIPS / "juggle.mp4") as src:
+        rgb = next(f.rgb for f in src if f.index == 30)
+    gray = cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), (854, 480), interpolation=cv2.INTER_AREA)
+    g = G.AutoGrounder(G.DetectorGroundingOptions(), None, WordsText(), cam=None)
+    out = g.ground(gray, parse_prompt("a white ball, a grey shirt, dark blue trousers"))
+    ball, shirt, trousers = out.objects
+    assert (ball.grounder, shirt.grounder, trousers.grounder) == ("coco", "parts", "parts")
+    # the benchmark's boxes of this frame (benchmarks/prompts.toml, juggle, frame 30)
+    for obj, (x0, y0, x1, y1) in ((ball, (0.56, 0.73, 0.61, 0.82)), (shirt, (0.51, 0.24, 0.60, 0.42)),
+                                  (trousers, (0.52, 0.52, 0.60, 0.70))):
+        box = obj.mask[int(y0 * 480):int(y1 * 480), int(x0 * 854):int(x1 * 854)]
+        assert (box >= 0.5).mean() > 0.7, obj.phrase.object
