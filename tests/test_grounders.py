@@ -281,3 +281,56 @@ def test_real_detectors_on_a_real_frame(monkeypatch) -> None:
                                   (trousers, (0.52, 0.52, 0.60, 0.70))):
         box = obj.mask[int(y0 * 480):int(y1 * 480), int(x0 * 854):int(x1 * 854)]
         assert (box >= 0.5).mean() > 0.7, obj.phrase.object
+
+
+# ----------------------------------------------------------------------------- the same eyes elsewhere
+
+
+def test_reference_colours_stay_within_like_regions() -> None:
+    from chromaflow.guidance.correspondence import SemanticMatcher
+    from chromaflow.models.efficientnet import load_efficientnet_lite0
+
+    rng = np.random.default_rng(1)
+    texture = np.clip(128 + rng.normal(0, 20, (96, 128)), 0, 255).astype(np.uint8)
+    ref = np.repeat(texture[..., None], 3, axis=2).astype(np.int16)
+    ref[:, :64] += np.array([60, -30, -30], np.int16)  # left half reddish, right half bluish
+    ref[:, 64:] += np.array([-30, -30, 60], np.int16)
+    ref = np.clip(ref, 0, 255).astype(np.uint8)
+    gray = texture.copy()
+
+    def labeller_for(flipped):
+        def label(g):
+            out = np.ones(g.shape, np.int32)
+            out[:, g.shape[1] // 2:] = 2
+            return out[:, ::-1].copy() if flipped and g is not gray else out
+        return label
+
+    encoder = load_efficientnet_lite0(pretrained=True).eval()
+    plain = SemanticMatcher(encoder, work_side=128)
+    ab_plain, _ = plain.transfer(gray, ref)
+    # the reference's labels are mirrored: its right (bluish) half is label 1, like the frame's left half
+    labelled = SemanticMatcher(encoder, work_side=128, labeller=labeller_for(True), label_penalty=0.5)
+    ab_lab, _ = labelled.transfer(gray, ref)
+    left_plain_a = float(ab_plain[:, :4, 0].mean())
+    left_lab_b = float(ab_lab[:, 1:7, 1].mean())
+    assert left_plain_a > 0  # without labels the frame's left takes the reference's left (red)
+    assert left_lab_b < -10  # with them it takes the like-labelled half (blue)
+
+
+def test_tag_palette_tags_what_the_detectors_find() -> None:
+    from chromaflow.guidance.tags import tag_palette
+
+    class DogModels:
+        failed: dict = {}
+
+        def get(self, what):
+            if what == "coco":
+                return lambda g: [D.Detection("dog", 0.9, (0, 0, g.shape[1] / 2, g.shape[0]))]
+            return None
+
+    frames = [np.full((64, 96), 128, np.uint8), np.full((64, 96), 90, np.uint8)]
+    with_det = tag_palette(frames, models=DogModels())
+    without = tag_palette(frames, detectors=False)
+    assert any(name == "dog (detector)" for name, _ in with_det.tags)
+    assert not any("detector" in name for name, _ in without.tags)
+    assert with_det.palette.hex() != without.palette.hex()

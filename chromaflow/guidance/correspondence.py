@@ -70,6 +70,16 @@ def _resize(img: np.ndarray, hw: int, ww: int) -> np.ndarray:
     return cv2.resize(img, (ww, hw), interpolation=interp)
 
 
+def _cell_mode(labels: np.ndarray) -> np.ndarray:
+    """``(hw, ww)`` integer labels -> ``(hw // 8, ww // 8)`` most frequent label of each 8x8 cell."""
+    hw, ww = labels.shape
+    h, w = hw // GRID_STRIDE, ww // GRID_STRIDE
+    cells = labels[: h * GRID_STRIDE, : w * GRID_STRIDE].reshape(h, GRID_STRIDE, w, GRID_STRIDE)
+    cells = cells.transpose(0, 2, 1, 3).reshape(h, w, -1).astype(np.int64)
+    counts = np.stack([(cells == k).sum(-1) for k in range(int(labels.max()) + 1)], -1)
+    return counts.argmax(-1).astype(np.int32)
+
+
 def _cell_mean(x: np.ndarray) -> np.ndarray:
     """Mean over 8x8 cells of ``(hw, ww[, C])`` (dims multiples of 8) -> ``(hw/8, ww/8[, C])``."""
     h, w = x.shape[:2]
@@ -93,6 +103,9 @@ class FrameDescriptor:
         ab: reference only: ``(h, w, 2)`` ``float32`` mean Lab ``ab`` (about
             ``[-128, 127]``) of the colour image in each cell; ``None`` for
             frames.
+        labels: ``(h, w)`` ``int`` semantic label of each cell (0: none
+            known; see :func:`chromaflow.guidance.grounders.semantic_labels`),
+            or ``None`` when the matcher has no labeller.
     """
 
     features: np.ndarray
@@ -101,6 +114,7 @@ class FrameDescriptor:
     image_shape: tuple[int, int]
     work_shape: tuple[int, int]
     ab: np.ndarray | None = None
+    labels: np.ndarray | None = None
 
     @property
     def grid_shape(self) -> tuple[int, int]:
@@ -122,6 +136,11 @@ class MatcherOptions:
             matching cosine (normalised to sum to 1).
         score_range: best scores mapped to confidence 0 and 1.
         ab_spread_scale: colour spread (ab units) at which confidence halves.
+        label_penalty: with the segmenters of the model store at hand, a
+            match between cells of different semantic labels (person and sky,
+            a dog and a road, a labelled and an unlabelled region) loses this
+            much score, so a reference's colours stay within like regions; 0
+            turns the labels off.
     """
 
     work_side: int = 256
@@ -131,15 +150,21 @@ class MatcherOptions:
     feature_weights: tuple[float, float] = (0.3, 0.7)
     score_range: tuple[float, float] = (0.3, 0.8)
     ab_spread_scale: float = 15.0
+    label_penalty: float = 0.3
 
     def build(self, runtime=None) -> SemanticMatcher:
-        """The matcher on ``runtime``'s device, reading its shared encoder."""
+        """The matcher on ``runtime``'s device, reading its shared encoder (and the segmenters, when here)."""
         from chromaflow.runtime import default_runtime
 
         runtime = runtime or default_runtime()
+        labeller = None
+        if self.label_penalty > 0:
+            from chromaflow.guidance.grounders import semantic_labeller
+
+            labeller = semantic_labeller(runtime)
         return SemanticMatcher(runtime.encoder(), self.work_side, self.luminance_weight, self.top_k,
                                self.temperature, self.feature_weights, self.score_range, self.ab_spread_scale,
-                               device=runtime.device)
+                               device=runtime.device, labeller=labeller, label_penalty=self.label_penalty)
 
 
 class SemanticMatcher:
@@ -185,6 +210,10 @@ class SemanticMatcher:
         max_chunk_elements: bound on the size of one block of the similarity
             matrix (frame cells x reference cells); larger grids are chunked.
         device: torch device for the encoder and the matching.
+        labeller: optional ``gray (H, W) uint8 -> (H, W) int`` semantic labels
+            (0: unknown); matches between cells of different labels lose
+            ``label_penalty`` of score.
+        label_penalty: see ``labeller``.
     """
 
     def __init__(
@@ -199,6 +228,8 @@ class SemanticMatcher:
         ab_spread_scale: float = 15.0,
         max_chunk_elements: int = 1 << 22,
         device: str | torch.device = "cpu",
+        labeller=None,
+        label_penalty: float = 0.3,
     ) -> None:
         if work_side < 32:
             raise ValueError(f"work_side must be at least 32, got {work_side}")
@@ -220,6 +251,8 @@ class SemanticMatcher:
         self.ab_spread_scale = float(ab_spread_scale)
         self.max_chunk_elements = int(max_chunk_elements)
         self.device = torch.device(device)
+        self.labeller = labeller
+        self.label_penalty = float(label_penalty)
 
     @property
     def encoder(self) -> torch.nn.Module:
@@ -263,12 +296,18 @@ class SemanticMatcher:
             )
             fm = F.normalize(fm, dim=1)  # already unit unless a map was all zero
             glob = F.normalize(f32.mean(dim=(2, 3)), dim=1)
+        labels = None
+        if self.labeller is not None:
+            full = self.labeller(gray)
+            if full is not None:  # the majority label of each cell
+                labels = _cell_mode(cv2.resize(full.astype(np.uint8), (ww, hw), interpolation=cv2.INTER_NEAREST))
         return FrameDescriptor(
             features=fm[0].cpu().numpy().astype(np.float32, copy=False),
             lightness=_cell_mean(gray_to_lightness(g)),
             global_desc=glob[0].cpu().numpy().astype(np.float32, copy=False),
             image_shape=(H, W),
             work_shape=(hw, ww),
+            labels=labels,
         )
 
     def describe_reference(self, ref_rgb: np.ndarray) -> FrameDescriptor:
@@ -295,6 +334,7 @@ class SemanticMatcher:
             image_shape=desc.image_shape,
             work_shape=desc.work_shape,
             ab=ab,
+            labels=desc.labels,
         )
 
     # -------------------------------------------------------------- transfer
@@ -334,6 +374,10 @@ class SemanticMatcher:
         lq = torch.from_numpy(fd.lightness).to(dev).reshape(-1, 1) / 100.0  # (Nf, 1)
         lr = torch.from_numpy(rd.lightness).to(dev).reshape(1, -1) / 100.0  # (1, Nr)
         abr = torch.from_numpy(rd.ab).to(dev).reshape(-1, 2)  # (Nr, 2)
+        labelled = fd.labels is not None and rd.labels is not None and self.label_penalty > 0
+        if labelled:
+            lbf = torch.from_numpy(fd.labels.astype(np.int64)).to(dev).reshape(-1, 1)  # (Nf, 1)
+            lbr = torch.from_numpy(rd.labels.astype(np.int64)).to(dev).reshape(1, -1)  # (1, Nr)
         nf, nr = fq.shape[0], fr.shape[1]
         k = min(self.top_k, nr)
         lo, hi = self.score_range
@@ -346,6 +390,8 @@ class SemanticMatcher:
                 score = fq[s:e] @ fr  # (n, Nr) cosine
                 if self.luminance_weight:
                     score.sub_(self.luminance_weight * (lq[s:e] - lr).abs())
+                if labelled:
+                    score.sub_(self.label_penalty * (lbf[s:e] != lbr).to(score.dtype))
                 vals, idx = torch.topk(score, k, dim=1)  # sorted, best first
                 wts = torch.softmax(vals / self.temperature, dim=1)  # (n, k)
                 cols = abr[idx]  # (n, k, 2)

@@ -824,3 +824,51 @@ for _name, _desc in (
     ("sky", "the sky as bright smooth regions at the top of the frame (no model)"),
 ):
     _register_single(_name, _desc)
+
+
+# ---------------------------------------------------------------------------- the same eyes elsewhere
+
+#: label of the sky in :func:`semantic_labels` (after the 21 VOC labels)
+SKY_LABEL = len(D.VOC_CLASSES)
+
+_SHARED: dict[int, _Models] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_models(runtime=None) -> _Models:
+    """The detector sessions of one runtime, shared by the matcher and the tag palette (loaded on first use)."""
+    key = id(runtime)
+    with _SHARED_LOCK:
+        if key not in _SHARED:
+            _SHARED[key] = _Models(DetectorGroundingOptions(), runtime)
+        return _SHARED[key]
+
+
+def semantic_labels(gray: np.ndarray, models: _Models) -> np.ndarray | None:
+    """``(H, W)`` ``int32`` labels of a gray frame: the Pascal VOC class of each pixel (1-20: person, dog,
+    car, ...; 0: none of them) and :data:`SKY_LABEL` for the sky; ``None`` when the VOC model is not here."""
+    voc = models.get("voc")
+    if voc is None:
+        return None
+    H, W = gray.shape
+    low = voc(gray)
+    labels = cv2.resize(low.argmax(0).astype(np.uint8), (W, H), interpolation=cv2.INTER_NEAREST).astype(np.int32)
+    labels[(labels == 0) & (sky_mask(gray) >= 0.5)] = SKY_LABEL
+    return labels
+
+
+def semantic_labeller(runtime=None):
+    """A ``gray -> labels or None`` callable for :class:`~chromaflow.guidance.correspondence.SemanticMatcher`,
+    or ``None`` when the segmenter's runtime is not installed (then references match without labels)."""
+    if D.missing_runtime("onnx"):
+        return None
+    models = shared_models(runtime)
+
+    def label(gray: np.ndarray) -> np.ndarray | None:
+        out = semantic_labels(gray, models)
+        if out is None and "voc" in models.failed and not getattr(label, "warned", False):
+            label.warned = True
+            log.info("reference matching without semantic labels: %s", models.failed["voc"])
+        return out
+
+    return label
