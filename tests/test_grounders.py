@@ -50,7 +50,8 @@ def test_words_match_names_plurals_head_nouns_and_similar_words() -> None:
     assert best("sports car") == ("voc", "car", "head noun")  # a kind of car
     assert best("jeans")[:2] == ("parts", "lower")
     assert best("sweater")[:2] == ("parts", "upper")
-    assert best("dress")[:2] == ("parts", "outfit")
+    assert best("dress")[:2] == ("parts", "dress")
+    assert best("suit")[:2] == ("parts", "outfit")
     assert best("hands")[:2] == ("parts", "skin")
     assert best("woman")[:2] == ("person", "person")
     assert best("sky")[:2] == ("sky", "sky")
@@ -98,9 +99,11 @@ class FakeModels:
             def pose(gray, box):
                 pts = np.zeros((33, 3), np.float32)
                 pts[:, 2] = 1.0
-                pts[[11, 12], 1] = 28.0  # shoulders
-                pts[[23, 24], 1] = 60.0  # hips
-                pts[[27, 28], 1] = 108.0  # ankles
+                pts[:, :2] = (110.0, 20.0)  # head and the rest at the centre top
+                for i, xy in {11: (97, 28), 12: (123, 28), 13: (94, 45), 14: (126, 45), 15: (93, 58), 16: (127, 58),
+                              23: (102, 60), 24: (118, 60), 25: (102, 85), 26: (118, 85), 27: (102, 108),
+                              28: (118, 108)}.items():
+                    pts[i, :2] = xy  # shoulders, elbows, wrists, hips, knees, ankles
                 mask = np.zeros((H, W), np.float32)
                 mask[PERSON[1]:PERSON[3], PERSON[0]:PERSON[2]] = 1.0
                 return pts, mask, 0.9
@@ -152,15 +155,16 @@ def test_objects_land_in_their_masks_and_clothes_split_at_the_hips() -> None:
     assert cover > 0.8 and outside == 0  # GrabCut keeps the dark car, nothing beyond its box
     rows_shirt = np.nonzero((shirt.mask >= 0.5).any(1))[0]
     rows_trousers = np.nonzero((trousers.mask >= 0.5).any(1))[0]
-    assert rows_shirt.min() >= 24 and rows_shirt.max() < 62  # shoulders to hips
-    assert rows_trousers.min() >= 58 and rows_trousers.max() < 112  # hips to ankles
+    assert rows_shirt.min() >= 22 and rows_shirt.max() < 66  # shoulders to hips (the torso widened a little)
+    assert rows_trousers.min() >= 56 and rows_trousers.max() < 112  # hips to ankles
     masks = np.stack([o.mask for o in g.objects])
     assert ((masks > 0).sum(0) <= 1).all()  # disjoint
     # hints only inside the masks, at each object's named colour
     assert not g.hint_conf[np.stack([o.mask for o in g.objects]).max(0) < 0.5].any()
-    a_red = float(np.median(g.hint_ab[car.mask >= 0.9][:, 0]))
-    b_blue = float(np.median(g.hint_ab[shirt.mask >= 0.9][:, 1]))
-    assert a_red > 40 and b_blue < -40
+    red = np.median(g.hint_ab[car.mask >= 0.9], axis=0)
+    blue = np.median(g.hint_ab[shirt.mask >= 0.9], axis=0)
+    assert red[0] > 30 and blue[1] < -30  # the named hues ...
+    assert np.hypot(*red) <= 45.01 and np.hypot(*blue) <= 45.01  # ... at a plausible chroma (max_chroma)
 
 
 def test_the_more_specific_object_keeps_the_overlap() -> None:

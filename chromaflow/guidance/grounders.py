@@ -114,11 +114,11 @@ _PARTS_WORDS = {
     "face": ("face", "cheek", "cheeks", "lips", "forehead"),
     "upper": ("shirt", "t-shirt", "tshirt", "tee", "blouse", "top", "sweater", "jumper", "pullover", "jacket",
               "coat", "hoodie", "sweatshirt", "vest", "cardigan", "jersey", "tank top", "polo", "blazer", "tunic",
-              "parka", "raincoat", "anorak", "uniform top"),
+              "parka", "raincoat", "anorak", "overcoat"),
     "lower": ("jeans", "trousers", "pants", "shorts", "skirt", "leggings", "slacks", "chinos", "denim",
               "sweatpants", "joggers", "overalls"),
-    "outfit": ("dress", "gown", "clothes", "clothing", "outfit", "suit", "robe", "costume", "uniform", "kimono",
-               "apron", "overcoat", "tuxedo", "jumpsuit"),
+    "dress": ("dress", "gown", "frock", "sundress", "robe", "kimono", "apron"),
+    "outfit": ("clothes", "clothing", "outfit", "suit", "costume", "uniform", "tuxedo", "jumpsuit", "tracksuit"),
 }
 _ROAD_WORDS = {
     "road": ("road", "street", "roadway", "highway", "asphalt", "tarmac", "lane", "motorway", "avenue",
@@ -393,6 +393,12 @@ class DetectorGroundingOptions:
             name or synonym matches.
         use: the grounders ``auto`` may use, most specific first.
         hint_strength: confidence of the hints inside a mask.
+        max_chroma: the named colour's chroma (Lab ab units) is capped at this,
+            keeping its hue: everyday colour words name pure CSS colours
+            ("blue" is #0000ff, chroma 134) where real objects are far less
+            saturated (blue jeans: about 30-40); the colour is mixed with its own
+            gray in sRGB until it is under the cap
+            (:func:`~chromaflow.guidance.grounding.plausible_rgb`); 0 keeps the named chroma.
         cam: options of the class-activation-map fallback (it reads fewer
             windows than ``--grounder cam`` alone, to keep grounding fast).
     """
@@ -404,6 +410,7 @@ class DetectorGroundingOptions:
     min_similarity: float = 0.8
     use: tuple[str, ...] = ("parts", "person", "voc", "coco", "road", "sky", "cam")
     hint_strength: float = 0.9
+    max_chroma: float = 45.0
     cam: GroundingOptions = field(default_factory=lambda: GroundingOptions(window_scales=(1.0,)))
 
     def __post_init__(self) -> None:
@@ -546,17 +553,16 @@ class PartsGrounder(ClassGrounder):
             elif key == "hair":
                 piece = hair
             else:
-                # clothes: what the parts model calls clothes, or the person's pixels that are not skin or hair
+                # clothes: what the parts model calls clothes, or the person's pixels that are not skin or hair,
+                # inside the body region the garment covers (from the pose: torso, arms, legs)
                 piece = np.maximum(clothes, person * ((skin < 0.5) & (hair < 0.5)) * 0.8)
-                top, hips, feet = _body_lines(det.box, pts)
-                rows = np.arange(H, dtype=np.float32)[:, None]
-                if key == "upper":
-                    band = (rows >= top) & (rows < hips)
-                elif key == "lower":
-                    band = (rows >= hips) & (rows < feet)
-                else:  # a whole outfit
-                    band = (rows >= top) & (rows < feet)
-                piece = piece * band
+                region = _garment_region(key, pts, (H, W))
+                if region is None:  # no usable pose: horizontal bands of a standing person's box
+                    top, hips, feet = _body_lines(det.box, pts)
+                    rows = np.arange(H, dtype=np.float32)[:, None]
+                    lo, hi = {"upper": (top, hips), "lower": (hips, feet)}.get(key, (top, feet))
+                    region = ((rows >= lo) & (rows < hi)).astype(np.float32)
+                piece = piece * region
             piece = np.where(piece >= self.options.min_prob, piece, 0.0).astype(np.float32)
             if piece.any():
                 mask = np.maximum(mask, _feather(piece, frame.gray))
@@ -567,6 +573,53 @@ class PartsGrounder(ClassGrounder):
 def _inside(inner, outer) -> bool:
     cx, cy = (inner[0] + inner[2]) / 2, (inner[1] + inner[3]) / 2
     return outer[0] <= cx <= outer[2] and outer[1] <= cy <= outer[3]
+
+
+#: which garment word covers which body parts (``dress``-like words: the torso and the thighs)
+_GARMENT_PARTS = {"upper": ("torso", "upper arms"), "lower": ("hips", "legs"),
+                  "dress": ("torso", "hips", "thighs"), "outfit": ("torso", "upper arms", "hips", "legs")}
+
+
+def _garment_region(key: str, pts, shape: tuple[int, int]) -> np.ndarray | None:
+    """``(H, W)`` ``float32`` region of a garment from the 33 pose landmarks, or ``None`` when the
+    shoulders or hips were not seen.  Limbs are thick segments between joints, the torso the
+    shoulder-hip quadrilateral widened by a fifth of the shoulder width."""
+    if pts is None or min(pts[[11, 12, 23, 24], 2]) < 0.5:
+        return None
+    H, W = shape
+    out = np.zeros((H, W), np.uint8)
+    p = pts[:, :2].astype(np.float32)
+    shoulder_w = float(np.linalg.norm(p[11] - p[12]))
+    thick = max(2, int(round(0.4 * shoulder_w)))
+
+    def seg(a: int, b: int, width: int = thick) -> None:
+        if pts[a, 2] >= 0.5 and pts[b, 2] >= 0.5:
+            cv2.line(out, tuple(int(v) for v in p[a]), tuple(int(v) for v in p[b]), 1, width)
+
+    parts = _GARMENT_PARTS[key]
+    if "torso" in parts:
+        centre = p[[11, 12, 23, 24]].mean(0)
+        quad = p[[11, 12, 24, 23]]
+        quad = centre + (quad - centre) * 1.2
+        cv2.fillPoly(out, [np.round(quad).astype(np.int32)], 1)
+    if "upper arms" in parts:
+        seg(11, 13)
+        seg(12, 14)
+    if "hips" in parts:
+        centre = p[[23, 24]].mean(0)
+        hip = centre + (p[[23, 24]] - centre) * 1.6
+        down = np.array([0.0, 0.35 * shoulder_w], np.float32)
+        cv2.fillPoly(out, [np.round(np.stack([hip[0], hip[1], hip[1] + down, hip[0] + down])).astype(np.int32)], 1)
+    if "legs" in parts:
+        for a, b, c in ((23, 25, 27), (24, 26, 28)):
+            seg(a, b, int(thick * 1.2))
+            seg(b, c)
+    if "thighs" in parts:  # a skirt: the upper part of the thighs, widening downwards
+        for a, b in ((23, 25), (24, 26)):
+            if pts[a, 2] >= 0.5 and pts[b, 2] >= 0.5:
+                mid = p[a] + 0.6 * (p[b] - p[a])
+                cv2.line(out, tuple(int(v) for v in p[a]), tuple(int(v) for v in mid), 1, int(thick * 1.5))
+    return out.astype(np.float32)
 
 
 def _body_lines(box, pts) -> tuple[float, float, float]:
@@ -761,7 +814,8 @@ class AutoGrounder(Grounder):
             GroundedObject(p, self._object_match(p.object), masks[k], evidence[k], used[k], names[k])
             for k, p in enumerate(phrases)
         )
-        hint_ab, hint_conf = object_hints(masks, np.stack([p.rgb for p in phrases]), self.options.hint_strength)
+        hint_ab, hint_conf = object_hints(masks, np.stack([p.rgb for p in phrases]), self.options.hint_strength,
+                                          max_chroma=self.options.max_chroma or None)
         return Grounding(objects, hint_ab, hint_conf)
 
     def _object_match(self, word: str) -> ObjectMatch:
@@ -792,14 +846,14 @@ def _exclusive(masks: np.ndarray) -> np.ndarray:
 
 
 def _check(options: DetectorGroundingOptions) -> str | None:
+    """Why a single detector grounder cannot run (``auto`` always runs: it falls back)."""
     missing = [p for p in (D.missing_runtime("onnx"), D.missing_runtime("tflite")) if p]
     if missing:
-        return (f"needs {', '.join(missing)} (pip install \"chromaflow[grounding]\"); without them only the class "
-                f"activation maps and the sky rule ground words")
+        return f"needs {', '.join(missing)} (pip install \"chromaflow[grounding]\")"
     return None
 
 
-@register("grounder", "auto", options=DetectorGroundingOptions, check=_check, licence="Apache-2.0 / MIT (models)",
+@register("grounder", "auto", options=DetectorGroundingOptions, licence="Apache-2.0 / MIT (models)",
           description="every detector and segmenter of the model store (COCO, VOC, people and their clothes, "
                       "faces, roads, sky), the best per object; class activation maps for other words (the default)")
 def _make_auto(options: DetectorGroundingOptions, runtime) -> AutoGrounder:

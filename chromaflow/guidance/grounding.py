@@ -353,7 +353,8 @@ GroundingCallback = Callable[[int, np.ndarray, Grounding], None]
 
 
 def object_hints(
-    masks: np.ndarray, colors_rgb: np.ndarray, strength: float = 0.9, core: float = 0.5
+    masks: np.ndarray, colors_rgb: np.ndarray, strength: float = 0.9, core: float = 0.5,
+    max_chroma: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Turn object masks and their named colours into chroma hints.
 
@@ -363,6 +364,7 @@ def object_hints(
         strength: hint confidence where a mask is 1.
         core: mask value under which a pixel gets no hint (the uncertain border
             is left to the model).
+        max_chroma: cap on each colour's chroma ``|ab|``, hue kept (``None``: none).
 
     Returns:
         ``(ab (H, W, 2), conf (H, W))`` ``float32``: the named colour's Lab ab
@@ -374,13 +376,53 @@ def object_hints(
     conf = np.zeros((H, W), np.float32)
     if K == 0:
         return ab, conf
-    lab = rgb_to_lab(np.asarray(colors_rgb, np.uint8).reshape(1, K, 3)).reshape(K, 3)
+    rgb = np.asarray(colors_rgb, np.uint8).reshape(K, 3)
+    if max_chroma is not None:
+        rgb = np.stack([plausible_rgb(c, max_chroma) for c in rgb])
+    lab = rgb_to_lab(rgb.reshape(1, K, 3)).reshape(K, 3)
     best = masks.argmax(axis=0)
     value = masks.max(axis=0)
     inside = value >= core
     ab[inside] = lab[best[inside], 1:]
     conf[inside] = strength * value[inside]
     return ab, conf
+
+
+_OK_M1 = np.array([[0.4122214708, 0.5363325363, 0.0514459929], [0.2119034982, 0.6806995451, 0.1073969566],
+                   [0.0883024619, 0.2817188376, 0.6299787005]], np.float64)
+_OK_M2 = np.array([[0.2104542553, 0.7936177850, -0.0040720468], [1.9779984951, -2.4285922050, 0.4505937099],
+                   [0.0259040371, 0.7827717662, -0.8086757660]], np.float64)
+
+
+def _srgb_to_oklab(rgb: np.ndarray) -> np.ndarray:
+    c = np.asarray(rgb, np.float64) / 255.0
+    lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    return _OK_M2 @ np.cbrt(_OK_M1 @ lin)
+
+
+def _oklab_to_srgb(lab: np.ndarray) -> np.ndarray:
+    lms = (np.linalg.inv(_OK_M2) @ lab) ** 3
+    lin = np.clip(np.linalg.inv(_OK_M1) @ lms, 0.0, 1.0)
+    c = np.where(lin <= 0.0031308, 12.92 * lin, 1.055 * lin ** (1 / 2.4) - 0.055)
+    return np.clip(np.rint(c * 255.0), 0, 255).astype(np.uint8)
+
+
+def plausible_rgb(rgb: np.ndarray, max_chroma: float) -> np.ndarray:
+    """A named colour brought to at most ``max_chroma`` (CIE Lab ab units), hue kept in OKLab
+    (``(3,)`` ``uint8`` sRGB in and out).
+
+    Everyday colour words name pure CSS colours where things are far less
+    saturated.  Lowering the chroma at a constant OKLab hue keeps the colour
+    what people call it: pure blue (#0000ff) becomes a denim blue, where
+    scaling its CIE Lab ab at Lab's hue angle would turn it violet.
+    """
+    ok = _srgb_to_oklab(rgb)
+    for k in np.linspace(1.0, 0.0, 51):
+        mixed = _oklab_to_srgb(np.array([ok[0], ok[1] * k, ok[2] * k]))
+        lab = rgb_to_lab(mixed.reshape(1, 1, 3))[0, 0]
+        if float(np.hypot(lab[1], lab[2])) <= max_chroma:
+            return mixed
+    return _oklab_to_srgb(np.array([ok[0], 0.0, 0.0]))
 
 
 def object_phrases(prompt: ParsedPrompt) -> list[ColorPhrase]:
