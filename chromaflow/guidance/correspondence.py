@@ -139,7 +139,8 @@ class MatcherOptions:
         label_penalty: with the segmenters of the model store at hand, a
             match between cells of different semantic labels (person and sky,
             a dog and a road, a labelled and an unlabelled region) loses this
-            much score, so a reference's colours stay within like regions; 0
+            much score, so a related photo's colours stay within like regions
+            (references that are frames of the video match without labels); 0
             turns the labels off.
     """
 
@@ -266,11 +267,12 @@ class SemanticMatcher:
 
     # ------------------------------------------------------------ describing
 
-    def describe(self, gray: np.ndarray) -> FrameDescriptor:
+    def describe(self, gray: np.ndarray, labels: bool = True) -> FrameDescriptor:
         """Describe a gray image.
 
         Args:
             gray: ``(H, W)`` ``uint8`` gray (BT.601 luma).
+            labels: also label its cells (when the matcher has a labeller).
 
         Returns:
             :class:`FrameDescriptor` at the working size for ``work_side``
@@ -296,25 +298,26 @@ class SemanticMatcher:
             )
             fm = F.normalize(fm, dim=1)  # already unit unless a map was all zero
             glob = F.normalize(f32.mean(dim=(2, 3)), dim=1)
-        labels = None
-        if self.labeller is not None:
+        cell_labels = None
+        if labels and self.labeller is not None:
             full = self.labeller(gray)
             if full is not None:  # the majority label of each cell
-                labels = _cell_mode(cv2.resize(full.astype(np.uint8), (ww, hw), interpolation=cv2.INTER_NEAREST))
+                cell_labels = _cell_mode(cv2.resize(full.astype(np.uint8), (ww, hw), interpolation=cv2.INTER_NEAREST))
         return FrameDescriptor(
             features=fm[0].cpu().numpy().astype(np.float32, copy=False),
             lightness=_cell_mean(gray_to_lightness(g)),
             global_desc=glob[0].cpu().numpy().astype(np.float32, copy=False),
             image_shape=(H, W),
             work_shape=(hw, ww),
-            labels=labels,
+            labels=cell_labels,
         )
 
-    def describe_reference(self, ref_rgb: np.ndarray) -> FrameDescriptor:
+    def describe_reference(self, ref_rgb: np.ndarray, labels: bool = True) -> FrameDescriptor:
         """Describe a colour reference from its gray, with its cell-mean chroma.
 
         Args:
             ref_rgb: ``(Hr, Wr, 3)`` ``uint8`` sRGB.
+            labels: also label its cells (when the matcher has a labeller).
 
         Returns:
             :class:`FrameDescriptor` of ``rgb_to_gray(ref_rgb)`` with ``ab``
@@ -323,7 +326,7 @@ class SemanticMatcher:
         """
         if ref_rgb.ndim != 3 or ref_rgb.shape[2] != 3 or ref_rgb.dtype != np.uint8:
             raise ValueError(f"expected (H, W, 3) uint8 RGB, got {ref_rgb.shape} {ref_rgb.dtype}")
-        desc = self.describe(rgb_to_gray(np.ascontiguousarray(ref_rgb)))
+        desc = self.describe(rgb_to_gray(np.ascontiguousarray(ref_rgb)), labels)
         hw, ww = desc.work_shape
         lab = rgb_to_lab(_resize(np.ascontiguousarray(ref_rgb), hw, ww))
         ab = _cell_mean(lab[..., 1:])
@@ -343,6 +346,7 @@ class SemanticMatcher:
         self,
         frame_gray: np.ndarray | FrameDescriptor,
         ref_rgb: np.ndarray | FrameDescriptor,
+        labels: bool = True,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Carry the reference's chroma over to the frame by feature matching.
 
@@ -351,6 +355,9 @@ class SemanticMatcher:
                 :meth:`describe` result.
             ref_rgb: ``(Hr, Wr, 3)`` ``uint8`` sRGB reference, or its
                 :meth:`describe_reference` result (to reuse it over frames).
+            labels: keep matches within like semantic labels (when the matcher
+                has a labeller); the engine turns it off for references that
+                are frames of the video, whose colours come from the same scene.
 
         Returns:
             ``(ab, confidence)`` on the frame's grid ``(h, w) = (hw // 8,
@@ -361,8 +368,8 @@ class SemanticMatcher:
             ``[i, i + 1) * H / h`` x ``[j, j + 1) * W / w``; upsample with
             :func:`chromaflow.color.upsample.guided_upsample`.
         """
-        fd = frame_gray if isinstance(frame_gray, FrameDescriptor) else self.describe(frame_gray)
-        rd = ref_rgb if isinstance(ref_rgb, FrameDescriptor) else self.describe_reference(ref_rgb)
+        fd = frame_gray if isinstance(frame_gray, FrameDescriptor) else self.describe(frame_gray, labels)
+        rd = ref_rgb if isinstance(ref_rgb, FrameDescriptor) else self.describe_reference(ref_rgb, labels)
         if rd.ab is None:
             raise ValueError("the reference descriptor has no ab: use describe_reference")
         h, w = fd.grid_shape
@@ -374,7 +381,7 @@ class SemanticMatcher:
         lq = torch.from_numpy(fd.lightness).to(dev).reshape(-1, 1) / 100.0  # (Nf, 1)
         lr = torch.from_numpy(rd.lightness).to(dev).reshape(1, -1) / 100.0  # (1, Nr)
         abr = torch.from_numpy(rd.ab).to(dev).reshape(-1, 2)  # (Nr, 2)
-        labelled = fd.labels is not None and rd.labels is not None and self.label_penalty > 0
+        labelled = labels and fd.labels is not None and rd.labels is not None and self.label_penalty > 0
         if labelled:
             lbf = torch.from_numpy(fd.labels.astype(np.int64)).to(dev).reshape(-1, 1)  # (Nf, 1)
             lbr = torch.from_numpy(rd.labels.astype(np.int64)).to(dev).reshape(1, -1)  # (1, Nr)

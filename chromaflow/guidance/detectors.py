@@ -78,6 +78,9 @@ class _Onnx:
         if threads:
             opts.intra_op_num_threads = threads
         opts.log_severity_level = 3
+        # no busy-waiting between runs: the engine's torch threads share the cores
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         providers = ["CPUExecutionProvider"]
         if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")

@@ -410,7 +410,7 @@ class DetectorGroundingOptions:
     min_similarity: float = 0.8
     use: tuple[str, ...] = ("parts", "person", "voc", "coco", "road", "sky", "cam")
     hint_strength: float = 0.9
-    max_chroma: float = 45.0
+    max_chroma: float = 30.0
     cam: GroundingOptions = field(default_factory=lambda: GroundingOptions(window_scales=(1.0,)))
 
     def __post_init__(self) -> None:

@@ -219,7 +219,8 @@ class ExemplarAnchors(AnchorStrategy):
         return np.ascontiguousarray(ab), np.ones(ab.shape[:2], np.float32)
 
     def _correspondence(self, gray: np.ndarray, ref: Reference) -> Colors:
-        ab, conf = self.matcher.transfer(gray, ref.rgb)
+        # semantic labels keep a related photo's colours within like regions; a frame of the video shares the scene
+        ab, conf = self.matcher.transfer(gray, ref.rgb, labels=ref.frame is None)
         h, w = gray.shape
         if ab.shape[:2] != (h, w):
             ab = cv2.resize(ab, (w, h), interpolation=cv2.INTER_LINEAR)
