@@ -31,7 +31,7 @@ from chromaflow.guidance.conditions import Conditions
 
 log = logging.getLogger("chromaflow")
 
-__all__ = ["ImageNetworkColorizer", "resize_lightness", "network_dtype", "weights_check"]
+__all__ = ["ImageNetworkColorizer", "resize_lightness", "network_dtype", "run_in", "weights_check"]
 
 
 def weights_check(spec: str | None) -> str | None:
@@ -75,6 +75,14 @@ def network_dtype(runtime, half_safe: bool) -> torch.dtype:
             return torch.bfloat16
         return torch.float32
     return dtype
+
+
+def run_in(dtype: torch.dtype, device: torch.device, fn, *args):
+    """``fn(*args)`` under autocast to ``dtype`` on ``device`` (plainly when ``dtype`` is float32)."""
+    if dtype == torch.float32:
+        return fn(*args)
+    with torch.autocast(device.type, dtype=dtype):
+        return fn(*args)
 
 
 class ImageNetworkColorizer(Colorizer):
@@ -122,11 +130,7 @@ class ImageNetworkColorizer(Colorizer):
                 if hints is not None:
                     hab = torch.from_numpy(hints[0][sl]).permute(0, 3, 1, 2).to(device)
                     hm = torch.from_numpy(hints[1][sl])[:, None].to(device)
-                if self.dtype == torch.float32:
-                    ab = self._forward(L, hab, hm)
-                else:
-                    with torch.autocast(device.type, dtype=self.dtype):
-                        ab = self._forward(L, hab, hm)
+                ab = run_in(self.dtype, device, self._forward, L, hab, hm)
                 out[sl] = ab.float().permute(0, 2, 3, 1).cpu().numpy()
         return out
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from chromaflow.color.lab import lightness_to_gray
 from chromaflow.color.upsample import guided_upsample
-from chromaflow.colorizers.image import network_dtype, weights_check
+from chromaflow.colorizers.image import network_dtype, run_in, weights_check
 from chromaflow.fill.base import ChromaFill
 from chromaflow.registry import register
 
@@ -90,12 +90,7 @@ class SIGGRAPH17Fill(ChromaFill):
         ab_t = F.pad(torch.from_numpy(np.ascontiguousarray(hab_s)).permute(2, 0, 1)[None], (0, pad_w, 0, pad_h))
         m_t = F.pad(torch.from_numpy(np.ascontiguousarray(mask_s))[None, None], (0, pad_w, 0, pad_h))
         with torch.inference_mode():
-            args = (L_t.to(device), ab_t.to(device), m_t.to(device))
-            if self.dtype == torch.float32:
-                out = self.net(*args)
-            else:
-                with torch.autocast(device.type, dtype=self.dtype):
-                    out = self.net(*args)
+            out = run_in(self.dtype, device, self.net, L_t.to(device), ab_t.to(device), m_t.to(device))
         pred = out.float()[0, :, :sh, :sw].permute(1, 2, 0).cpu().numpy()
         if (sh, sw) != (h, w):
             pred = guided_upsample(pred, lightness_to_gray(lightness))

@@ -471,6 +471,20 @@ _COCO_TO_VOC = {"airplane": "aeroplane", "bicycle": "bicycle", "bird": "bird", "
                 "potted plant": "pottedplant", "sheep": "sheep", "couch": "sofa", "train": "train", "tv": "tvmonitor"}
 
 
+#: VOC class names that COCO spells otherwise
+VOC_AS_COCO = {v: k for k, v in _COCO_TO_VOC.items()}
+
+
+def _class_mask(low: np.ndarray, gray: np.ndarray, min_prob: float) -> tuple[np.ndarray, float]:
+    """A segmenter's ``(h, w)`` probability of one class -> ``(soft mask at the frame's size, evidence)``;
+    a class on under 0.2 % of the pixels is not there."""
+    inside = low >= min_prob
+    if inside.sum() < 0.002 * low.size:
+        return np.zeros(gray.shape, np.float32), 0.0
+    soft = D.to_frame(np.clip((low - 0.3) / 0.4, 0, 1), gray.shape)
+    return _feather(soft, gray), float(low[inside].mean())
+
+
 class VocGrounder(ClassGrounder):
     name = "voc"
     needs = ("voc",)
@@ -480,12 +494,7 @@ class VocGrounder(ClassGrounder):
         if stack is None:
             return None
         k = D.VOC_CLASSES.index(key)
-        low = stack[k] * (stack.argmax(0) == k)
-        inside = low >= self.options.min_prob
-        if inside.sum() < 0.002 * low.size:
-            return np.zeros(frame.gray.shape, np.float32), 0.0
-        soft = D.to_frame(np.clip((low - 0.3) / 0.4, 0, 1), frame.gray.shape)
-        return _feather(soft, frame.gray), float(low[inside].mean())
+        return _class_mask(stack[k] * (stack.argmax(0) == k), frame.gray, self.options.min_prob)
 
 
 class PersonGrounder(ClassGrounder):
@@ -650,11 +659,7 @@ class RoadGrounder(ClassGrounder):
             return None
         k = ROAD_INDEX[key]
         low = stack[k] + (stack[ROAD_INDEX["mark"]] if key == "road" else 0.0)  # marks are on the road
-        inside = low >= self.options.min_prob
-        if inside.sum() < 0.002 * low.size:
-            return np.zeros(frame.gray.shape, np.float32), 0.0
-        soft = D.to_frame(np.clip((low - 0.3) / 0.4, 0, 1), frame.gray.shape)
-        return _feather(soft, frame.gray), float(low[inside].mean())
+        return _class_mask(low, frame.gray, self.options.min_prob)
 
 
 ROAD_INDEX = {name: i for i, name in enumerate(D.ROAD_CLASSES)}

@@ -96,7 +96,7 @@ def detector_tags(frames: Sequence[np.ndarray], models=None) -> dict[str, float]
     VOC classes their pixels' share.  Empty when no detector model is here.
     """
     from chromaflow.guidance import detectors as D
-    from chromaflow.guidance.grounders import shared_models
+    from chromaflow.guidance.grounders import VOC_AS_COCO, shared_models
 
     models = models if models is not None else shared_models()
     found: dict[str, float] = {}
@@ -113,14 +113,10 @@ def detector_tags(frames: Sequence[np.ndarray], models=None) -> dict[str, float]
             for k in range(1, len(D.VOC_CLASSES)):
                 share = float((labels == k).mean())
                 if share > 0.005:
-                    name = _VOC_AS_COCO.get(D.VOC_CLASSES[k], D.VOC_CLASSES[k])
+                    name = VOC_AS_COCO.get(D.VOC_CLASSES[k], D.VOC_CLASSES[k])
                     found[name] = found.get(name, 0.0) + share
     total = sum(found.values())
     return {n: w / total for n, w in sorted(found.items(), key=lambda x: -x[1])} if total > 0 else {}
-
-
-_VOC_AS_COCO = {"aeroplane": "airplane", "diningtable": "dining table", "motorbike": "motorcycle",
-                "pottedplant": "potted plant", "sofa": "couch", "tvmonitor": "tv"}
 
 
 @lru_cache(maxsize=256)
