@@ -437,7 +437,6 @@ def models_list(model_dir: ModelDirOption = None) -> None:
 
     store = _store(model_dir)
     table = Table("name", "here", "size", "licence", "used by", box=None, pad_edge=False)
-    # a name not in the list can still be a file path for backends that take weights (--model PATH)
     for name, entry in sorted(store.manifest.items()):
         path = store.find(name)
         size = f"{entry.size / 1e6:.1f} MB" if entry.size else "?"

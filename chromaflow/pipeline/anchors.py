@@ -202,10 +202,10 @@ class ExemplarAnchors(AnchorStrategy):
         if len(keyframes) == 1 and len(self.references) == 1:
             return keyframes[0], self.references[0]
         matcher = self.matcher
-        frame_desc = [matcher.describe(grays[k]) for k in keyframes]
+        frame_desc = [matcher.describe(grays[k], labels=False) for k in keyframes]  # ranking reads global descriptors
         best = (-np.inf, keyframes[0], self.references[0])
         for ref in self.references:
-            scores = matcher.rank_frames(frame_desc, matcher.describe(rgb_to_gray(ref.rgb)))
+            scores = matcher.rank_frames(frame_desc, matcher.describe(rgb_to_gray(ref.rgb), labels=False))
             i = int(np.argmax(scores))
             if scores[i] > best[0]:
                 best = (float(scores[i]), keyframes[i], ref)
