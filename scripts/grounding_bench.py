@@ -22,7 +22,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 
 def main() -> None:
