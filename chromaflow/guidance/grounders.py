@@ -397,8 +397,8 @@ class DetectorGroundingOptions:
         max_chroma: the named colour's chroma (Lab ab units) is capped at this,
             keeping its hue: everyday colour words name pure CSS colours
             ("blue" is #0000ff, chroma 134) where real objects are far less
-            saturated (blue jeans: about 30-40); the colour is mixed with its own
-            gray in sRGB until it is under the cap
+            saturated (blue jeans: about 30-40); its chroma is lowered at a
+            constant OKLab hue until it is under the cap
             (:func:`~chromaflow.guidance.grounding.plausible_rgb`); 0 keeps the named chroma.
         cam: options of the class-activation-map fallback (it reads fewer
             windows than ``--grounder cam`` alone, to keep grounding fast).
