@@ -459,8 +459,7 @@ def models_fetch(
     wanted = sorted(store.manifest) if names == ["all"] else names
     for name in wanted:
         path = store.fetch(name, force=force)
-        state = store.verify([name])[0].state
-        typer.echo(f"{name}: {path} ({state})")
+        typer.echo(f"{name}: {path} ({store.fetched_state(name, path)})")  # fetch checked it: no second hash
 
 
 @models_app.command("verify")

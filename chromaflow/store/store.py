@@ -233,6 +233,11 @@ class ModelStore:
         recorded = _recorded_digest(path)
         return (recorded, "recorded at download") if recorded else ("", "")
 
+    def fetched_state(self, name: str, path: Path) -> str:
+        """The state of a file :meth:`fetch` returned, without hashing it again: ``verified`` when a digest
+        (published, or recorded at download) was checked, else ``unverified``."""
+        return "verified" if self._expected(self.entry(name), path)[0] else "unverified"
+
     def verify(self, names: Sequence[str] | None = None) -> list[StoreStatus]:
         """The status of each named file (default: all), without downloading."""
         out = []
