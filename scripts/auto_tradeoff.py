@@ -10,7 +10,13 @@ scales).  Every row is a point (PSNR, colourfulness); the target is met by a
 row only if both are reached.
 
 ``--set tune`` uses the held-out photos that ``scripts/eval_model.py`` does
-not (choose settings there), ``--set eval`` the ones it does.
+not (choose settings there), ``--set eval`` the ones it does.  ``--frames``
+adds held-out video frames (the clips held out of training).
+
+For a regression network with a chroma-bin head (the second-generation
+model) the rows also include its annealed-mean read-out at several
+temperatures ``T`` and rebalancing powers ``beta``, alone and blended with
+the diffusion sample.
 
 Example::
 
@@ -41,17 +47,22 @@ def photo_set(folder: Path, which: str, count: int) -> list[Path]:
     return [val[idx[i]] for i in picks]
 
 
+#: (temperature, prior power) of the bin read-outs scored
+READOUTS = [(t, b) for t in (0.3, 0.38, 0.5, 0.7, 1.0) for b in (0.0, 0.25, 0.5)]
+
+
 def predictions(paths: list[Path], seeds: int, diffusion: Path, regression: Path) -> list[dict]:
-    raw = ModelOptions(saturation=1.0, blend=0.0)
+    raw = ModelOptions(saturation=1.0, blend=0.0, bin_readout=False)  # "reg": the regression head's output
     dnet, _ = load_model(diffusion)
     rnet, _ = load_model(regression)
     dif = ChromaModel(dnet, "diffusion", raw)
     reg = ChromaModel(rnet, "regression", raw, encoder=dif.encoder)
-    scales = {s: reg.with_options(ModelOptions(saturation=1.0, blend=0.0, model_side=s, max_side=2 * s))
+    scales = {s: reg.with_options(ModelOptions(saturation=1.0, blend=0.0, bin_readout=False, model_side=s,
+                                               max_side=2 * s))
               for s in (224, 288)}
     out = []
     for k, path in enumerate(paths):
-        rgb = read_rgb(path)
+        rgb = read_rgb(path) if isinstance(path, Path) else path
         gray = rgb_to_gray(rgb)
         light = gray_to_lightness(gray)[None]
         flipped = np.ascontiguousarray(light[:, :, ::-1])
@@ -59,6 +70,10 @@ def predictions(paths: list[Path], seeds: int, diffusion: Path, regression: Path
                 "reg_flip": reg.predict(flipped)[0][:, ::-1],
                 "dif": np.stack([dif.predict(light, Guidance(seed=s))[0] for s in range(seeds)])}
         item["reg_scales"] = [m.predict(light)[0] for m in scales.values()]
+        if rnet.config.bins:
+            for t, b in READOUTS:
+                item[("bins", t, b)] = reg.with_options(
+                    ModelOptions(saturation=1.0, blend=0.0, bin_temperature=t, bin_prior_power=b)).predict(light)[0]
         out.append(item)
         if (k + 1) % 20 == 0:
             print(f"  {k + 1}/{len(paths)}", flush=True)
@@ -94,6 +109,42 @@ CANDIDATES = {
 }
 
 
+def bin_candidates(data: list[dict]) -> dict:
+    """Rows for the bin read-outs present in ``data``."""
+    keys = [k for k in data[0] if isinstance(k, tuple)]
+    rows = {}
+    for _, t, b in keys:
+        rows[f"bins T={t} beta={b}"] = lambda d, k=("bins", t, b): d[k]
+        for w in (0.5, 0.75):
+            rows[f"bins T={t} beta={b}, {w:g} + diffusion {1 - w:g}"] = (
+                lambda d, k=("bins", t, b), w=w: w * d[k] + (1 - w) * d["dif"][0])
+    for g in (1.2, 1.4):
+        for t, b in ((0.38, 0.0), (0.5, 0.0), (0.5, 0.25)):
+            if ("bins", t, b) in keys:
+                rows[f"bins T={t} beta={b} x{g}"] = lambda d, k=("bins", t, b), g=g: g * d[k]
+    return rows
+
+
+def frame_set(folder: Path, count: int) -> list[np.ndarray]:
+    from chromaflow.training.cache import split_frames
+    from chromaflow.training.config import DataConfig
+
+    _, val = split_frames(list_photos(folder), DataConfig.frames_val_fraction, 0)
+    picks = np.linspace(0, len(val) - 1, min(count, len(val))).round().astype(int)
+    return [read_rgb(val[i]) for i in sorted(set(picks))]
+
+
+def score(data: list[dict], label: str) -> None:
+    gray = np.mean([psnr(np.repeat(d["gray"][..., None], 3, axis=2), d["rgb"]) for d in data])
+    print(f"\n{len(data)} {label}; gray {gray:.2f} dB; target: PSNR >= {gray + 1:.2f} with colourfulness >= 25\n")
+    print("| prediction | PSNR | colourfulness | target |\n|---|---|---|---|")
+    for name, fn in {**CANDIDATES, **bin_candidates(data)}.items():
+        preds = [compose_rgb(d["gray"], fn(d).astype(np.float32)) for d in data]
+        p = float(np.mean([psnr(x, d["rgb"]) for x, d in zip(preds, data)]))
+        c = float(np.mean([colorfulness(x) for x in preds]))
+        print(f"| {name} | {p:.2f} | {c:.1f} | {'met' if p >= gray + 1 and c >= 25 else '-'} |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--photos", type=Path, default=Path("../shared/data/photos"))
@@ -102,17 +153,14 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=4, help="diffusion samples per photo")
     ap.add_argument("--diffusion", type=Path, default=SHIPPED["diffusion"], help="diffusion weights")
     ap.add_argument("--regression", type=Path, default=SHIPPED["regression"], help="regression weights")
+    ap.add_argument("--frames", type=Path, default=None, help="video frames folder: score its held-out clips too")
+    ap.add_argument("--max-frames", type=int, default=60)
     args = ap.parse_args()
     data = predictions(photo_set(args.photos, args.set, args.max_photos), args.seeds, args.diffusion, args.regression)
-    gray = np.mean([psnr(np.repeat(d["gray"][..., None], 3, axis=2), d["rgb"]) for d in data])
-    print(f"\n{len(data)} held-out photos ({args.set} set); gray {gray:.2f} dB; target: PSNR >= {gray + 1:.2f} "
-          "with colourfulness >= 25\n")
-    print("| prediction | PSNR | colourfulness | target |\n|---|---|---|---|")
-    for name, fn in CANDIDATES.items():
-        preds = [compose_rgb(d["gray"], fn(d).astype(np.float32)) for d in data]
-        p = float(np.mean([psnr(x, d["rgb"]) for x, d in zip(preds, data)]))
-        c = float(np.mean([colorfulness(x) for x in preds]))
-        print(f"| {name} | {p:.2f} | {c:.1f} | {'met' if p >= gray + 1 and c >= 25 else '-'} |", flush=True)
+    score(data, f"held-out photos ({args.set} set)")
+    if args.frames is not None:
+        frames = predictions(frame_set(args.frames, args.max_frames), args.seeds, args.diffusion, args.regression)
+        score(frames, "held-out video frames")
 
 
 if __name__ == "__main__":

@@ -36,7 +36,8 @@ from chromaflow.metrics.image import colorfulness, psnr, ssim
 from chromaflow.models.text import shared_text_encoder
 from chromaflow.models.weights import load_model
 from chromaflow.samplers.ddim import SamplerOptions
-from chromaflow.training.cache import caption_for, list_photos, read_rgb, split_photos, subject_of
+from chromaflow.training.cache import caption_for, list_photos, read_rgb, split_frames, split_photos, subject_of
+from chromaflow.training.config import DataConfig
 
 CONDITIONS = ("auto", "palette", "hints", "caption", "tags")
 NATURAL_CLIPS_EXCLUDE = ("bigbuckbunny",)
@@ -71,7 +72,7 @@ def evaluate(items, models, args, lpips) -> dict:
         gray = rgb_to_gray(rgb)
         light = gray_to_lightness(gray)[None]
         pal = palette_from_image(rgb, k=5, seed=0)
-        subject = subject_of(Path(name)) if "#" not in name else "scene"
+        subject = subject_of(Path(name)) if "#" not in name else "scene"  # clip frames: "dog.mp4#12"
         caption = caption_for(subject, pal.lab, pal.weights)
         emb = text.encode([caption])[0]
         hint_ab, hint_conf = hint_map(rgb, 0.01, seed=k)
@@ -131,6 +132,13 @@ def main() -> None:
     ap.add_argument("--model", action="append", help="NAME=PATH of a .safetensors file, run alone with no gain")
     ap.add_argument("--shipped", action="store_true",
                     help="also the shipped default: diffusion sample blended with the regression, with the gain")
+    ap.add_argument("--default", action="append", metavar="NAME=DIFFUSION,REGRESSION[,OPTION=VALUE...]",
+                    help="the default pipeline (blend, gain, bin read-out) on other weights, e.g. the previous "
+                         "release's; OPTION is a field of ModelOptions (saturation, blend, bin_temperature, ...)")
+    ap.add_argument("--frames", type=Path, default=None,
+                    help="folder of video frames (../shared/data/frames): its held-out clips (split by clip, as in "
+                         "training) are a third set")
+    ap.add_argument("--max-frames", type=int, default=120, help="held-out video frames to use (evenly spaced)")
     ap.add_argument("--max-photos", type=int, default=540, help="held-out photos to use (evenly spaced)")
     ap.add_argument("--frames-per-clip", type=int, default=4)
     ap.add_argument("--steps", type=int, default=12)
@@ -153,6 +161,12 @@ def main() -> None:
         models[name] = ChromaModel(net, meta.get("kind", "diffusion"), raw)
     if args.shipped:
         models["chromaflow"] = ChromaModel.load(ModelOptions(sampler=sampler))
+    for spec in args.default or []:
+        name, rest = spec.split("=", 1)
+        parts = rest.split(",")
+        opts = {k: float(v) for k, v in (p.split("=", 1) for p in parts[2:])}
+        models[name] = ChromaModel.load(ModelOptions(sampler=sampler, weights=parts[0], regression_weights=parts[1],
+                                                     **opts))
     lpips = None
     if args.lpips:
         from chromaflow.metrics.lpips import load_lpips_alex
@@ -162,8 +176,13 @@ def main() -> None:
     picks = np.linspace(0, len(val) - 1, min(args.max_photos, len(val))).round().astype(int)
     photos = [(val[i].name, read_rgb(val[i])) for i in sorted(set(picks))]
     frames = clip_frames(args.clips, args.frames_per_clip)
+    sets = [("held-out photos", photos), ("clip frames", frames)]
+    if args.frames is not None:
+        _, fval = split_frames(list_photos(args.frames), DataConfig.frames_val_fraction, 0)
+        picks = np.linspace(0, len(fval) - 1, min(args.max_frames, len(fval))).round().astype(int)
+        sets.append(("held-out video frames", [(fval[i].name, read_rgb(fval[i])) for i in sorted(set(picks))]))
     results, counts = {}, {}
-    for set_name, items in (("held-out photos", photos), ("clip frames", frames)):
+    for set_name, items in sets:
         print(f"{set_name}: {len(items)} images", flush=True)
         results[set_name] = evaluate(items, models, args, lpips)
         counts[set_name] = len(items)

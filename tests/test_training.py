@@ -165,7 +165,7 @@ def test_train_is_reproducible_and_resumes_exactly(photos, tmp_path, fake_text):
     assert not all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), c.state_dict().values()))
     log = (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
     assert any("val_ab_rmse" in line for line in log)
-    assert (tmp_path / "full" / "train.log").read_text().count("validation at step") == 2
+    assert (tmp_path / "full" / "train.log").read_text().count("validation (photos) at step") == 2
 
 
 def test_regression_kind_trains(photos, tmp_path, fake_text):
@@ -191,3 +191,130 @@ def test_cache_module_lists_photos(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError):
         cache_mod.list_photos(tmp_path / "empty")
+
+
+@pytest.fixture()
+def frames(tmp_path):
+    """Video frames of four clips named ``<source>_<clip>_<index>.jpg`` (and one ``_f<index>``)."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for clip in ("davis16train_bear", "camvid_0006R0", "intel_walk", "cotracker_cat"):
+        colour = tuple(int(v) for v in rng.integers(0, 255, 3))
+        for i in range(3):
+            img = np.full((72, 96, 3), 90, np.uint8)
+            cv2.circle(img, (30 + 5 * i, 36), 20, colour, -1)
+            name = f"{clip}_f{i:05d}.jpg" if clip.startswith("camvid") else f"{clip}_{i:05d}.jpg"
+            cv2.imwrite(str(folder / name), img)
+    return folder
+
+
+def test_frames_split_by_clip(frames):
+    from pathlib import Path
+
+    files = sorted(frames.iterdir())
+    assert cache_mod.clip_of(Path("camvid_0006R0_f00960.jpg")) == "camvid_0006R0"
+    assert cache_mod.clip_of(Path("davis16train_car-turn_00012.jpg")) == "davis16train_car-turn"
+    assert subject_of(Path("davis16train_car-turn_00012.jpg")) == "car turn"
+    assert subject_of(Path("camvid_0006R0_f00960.jpg")) == "street"
+    train_, val = cache_mod.split_frames(files, 0.25, seed=0)
+    assert (train_, val) == cache_mod.split_frames(files, 0.25, seed=0)
+    clips_t = {cache_mod.clip_of(p) for p in train_}
+    clips_v = {cache_mod.clip_of(p) for p in val}
+    assert len(clips_v) == 1 and len(clips_t) == 3 and not clips_t & clips_v
+    assert len(train_) + len(val) == len(files)
+
+
+def test_bin_targets_prior_and_readout():
+    from chromaflow.models.chroma_bins import annealed_mean, bin_centers, bin_prior, soft_targets
+
+    n, step = 22, 10.0
+    ab = torch.tensor([[[[3.0, -47.5]], [[61.2, 0.0]]]])  # (1, 2, 1, 2)
+    q = soft_targets(ab, n, step)
+    assert q.shape == (1, n * n, 1, 2) and torch.allclose(q.sum(1), torch.ones(1, 1, 2))
+    centers = bin_centers(n, step)
+    assert torch.allclose(torch.einsum("bqhw,qc->bchw", q, centers), ab, atol=1e-4)
+    # the T = 1 read-out of the targets' log is their mean; lower T moves to the heaviest bin
+    logits = torch.log(q + 1e-12)
+    assert torch.allclose(annealed_mean(logits, n, step, temperature=1.0), ab, atol=1e-3)
+    mode = centers[q[0, :, 0, 0].argmax()]
+    assert torch.allclose(annealed_mean(logits, n, step, temperature=0.05)[0, :, 0, 0], mode, atol=0.5)
+    # a bimodal red / green distribution reads out near gray at T = 1, vivid at low T when one side wins
+    two = torch.full((1, n * n, 1, 1), -30.0)
+    red = int(((centers - torch.tensor([55.0, 45.0])) ** 2).sum(1).argmin())
+    green = int(((centers - torch.tensor([-55.0, 45.0])) ** 2).sum(1).argmin())
+    two[0, red], two[0, green] = 0.0, 0.0
+    assert abs(float(annealed_mean(two, n, step, 1.0)[0, 0])) < 1
+    two[0, red] = 0.5
+    assert float(annealed_mean(two, n, step, 0.1)[0, 0]) > 50
+    # the prior: positive, sums to 1, heavier where the data are; dividing by it favours rare bins
+    data = torch.zeros(4, 2, 8, 8)
+    data[:, 0] = 2.0
+    data[0, :, 0, 0] = torch.tensor([60.0, 40.0])
+    p = bin_prior(data, n, step)
+    assert float(p.sum()) == pytest.approx(1.0, abs=1e-5) and bool((p > 0).all())
+    near_gray = int(((centers - torch.tensor([2.0, 0.0])) ** 2).sum(1).argmin())
+    assert p[near_gray] > p[red] * 10
+    mixed = torch.full((1, n * n, 1, 1), -30.0)
+    mixed[0, near_gray], mixed[0, red] = 0.5, 0.0
+    plain = annealed_mean(mixed, n, step, 1.0)
+    rebalanced = annealed_mean(mixed, n, step, 1.0, prior=p, prior_power=0.5)
+    assert float(rebalanced[0, 0]) > float(plain[0, 0]) + 5
+
+
+def test_training_with_frames_bins_and_init(photos, frames, tmp_path, fake_text):
+    cfg_path = write_config(tmp_path, photos, steps=2, kind="regression")
+    text = cfg_path.read_text().replace("crop_size = 64", f'crop_size = 64\nframes = "{frames}"\n'
+                                        "frames_val_fraction = 0.25\nframes_share = 0.5")
+    text = text.replace("heads = 2", "heads = 2\nbins = 22")
+    cfg_path.write_text(text)
+    cfg = load_config(cfg_path)
+    lines: list[str] = []
+    path = train(cfg, tmp_path / "mixed", quiet=True, echo=lines.append)
+    net, meta = load_model(path)
+    assert net.config.bins == 22 and net.bin_prior.shape == (484,)
+    assert float(net.bin_prior.sum()) == pytest.approx(1.0, abs=1e-2)
+    log = "\n".join(lines)
+    assert "validation (frames) at step 2" in log and "bins mean L1" in log
+    assert "(shares 0.5, 0.5)" in log
+    metrics = (tmp_path / "mixed" / "metrics.jsonl").read_text()
+    assert "val_frames_ab_l1" in metrics and "val_bins_l1" in metrics
+    # a run initialised from those weights starts from them (0 steps: the export is the initialisation)
+    from dataclasses import replace
+
+    lines.clear()
+    start = train(replace(cfg, steps=0, init=str(path)), tmp_path / "init", quiet=True, echo=lines.append)
+    again, _ = load_model(start)
+    for (k, va), vb in zip(net.state_dict().items(), again.state_dict().values()):
+        if k != "bin_prior":
+            assert torch.equal(va, vb), k
+    assert any("initialised from" in m for m in lines)
+
+
+def test_unguided_readout_of_a_bin_head():
+    """A regression network with a bin head reads out its annealed mean when nothing guides it."""
+    from chromaflow.colorizers.chroma_model import ChromaModel, Guidance, ModelOptions
+    from chromaflow.models.chroma_unet import ChromaUNet, ChromaUNetConfig
+    from chromaflow.models.efficientnet import load_efficientnet_lite0
+
+    torch.manual_seed(0)
+    net = ChromaUNet(ChromaUNetConfig(widths=(8, 8, 16, 16), emb_dim=16, heads=2, bins=22))
+    with torch.no_grad():
+        net.out_bins.weight.normal_(0, 2.0)
+    encoder = load_efficientnet_lite0(pretrained=False)
+    light = np.tile(np.linspace(20, 80, 64, dtype=np.float32), (48, 1))[None]
+    opts = ModelOptions(saturation=1.0, model_side=64)
+    cold = ChromaModel(net, "regression", replace_temp(opts, 0.2), encoder=encoder).predict(light)
+    warm = ChromaModel(net, "regression", replace_temp(opts, 1.0), encoder=encoder).predict(light)
+    assert np.abs(cold).mean() > np.abs(warm).mean() + 0.5
+    # with a palette the network's regression output is used: the bin temperature changes nothing
+    pal = Guidance(palette_lab=np.array([[50, 40, 20]], np.float32))
+    a = ChromaModel(net, "regression", replace_temp(opts, 0.2), encoder=encoder).predict(light, pal)
+    b = ChromaModel(net, "regression", replace_temp(opts, 1.0), encoder=encoder).predict(light, pal)
+    assert np.array_equal(a, b)
+
+
+def replace_temp(options, t):
+    from dataclasses import replace
+
+    return replace(options, bin_temperature=t)

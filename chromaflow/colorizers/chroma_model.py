@@ -35,6 +35,7 @@ from chromaflow.color.upsample import guided_upsample
 from chromaflow.colorizers.base import Colorizer
 from chromaflow.errors import NotAvailableError
 from chromaflow.guidance.conditions import Conditions
+from chromaflow.models.chroma_bins import annealed_mean
 from chromaflow.models.chroma_unet import AB_SCALE, ChromaUNet
 from chromaflow.models.efficientnet import gray_input
 from chromaflow.registry import register
@@ -65,6 +66,14 @@ class ModelOptions:
             the restrained estimate, the sample the decisive one.
         regression_weights: the regression model for ``blend`` (``None``: the
             shipped one).
+        bin_readout: for a regression network with a chroma-bin head, its
+            unguided estimate is the annealed mean of the bin distribution
+            (:func:`~chromaflow.models.chroma_bins.annealed_mean`) at
+            ``bin_temperature``: vivid where the distribution is peaked, near
+            gray where it is spread (False: its regression output).
+        bin_temperature: temperature of that read-out, in (0, 1].
+        bin_prior_power: rebalancing of that read-out towards rare colours
+            (the distribution is divided by the training prior to this power; 0: none).
         sampler: DDIM settings (diffusion models only).
     """
 
@@ -75,6 +84,9 @@ class ModelOptions:
     saturation: float = 1.5
     blend: float = 0.5
     regression_weights: str | None = None
+    bin_readout: bool = True
+    bin_temperature: float = 0.38
+    bin_prior_power: float = 0.0
     sampler: SamplerOptions = field(default_factory=lambda: SamplerOptions(steps=12, temperature=1.0))
 
 
@@ -219,7 +231,7 @@ class ChromaModel:
             fs = tuple(f[sl] for f in feats)
             lg, hg, mg = light_g[sl], hints[sl], mask[sl]
 
-            def denoise(x_t, t, pal_on, txt_on, fs=fs, lg=lg, hg=hg, mg=mg, n=n, net=self.network):
+            def denoise(x_t, t, pal_on, txt_on, fs=fs, lg=lg, hg=hg, mg=mg, n=n, net=self.network, readout=False):
                 r = x_t.shape[0] // n
                 rep = lambda a: a.repeat(r, *([1] * (a.ndim - 1)))  # noqa: E731
                 on = lambda a: a.to(dev) if isinstance(a, torch.Tensor) else a  # noqa: E731
@@ -227,9 +239,22 @@ class ChromaModel:
                     y = net(
                         x_t, on(t), rep(lg), rep(hg), rep(mg), tuple(rep(f) for f in fs),
                         pal[None].expand(x_t.shape[0], -1, -1), on(pal_on), text[None].expand(x_t.shape[0], -1),
-                        on(txt_on), group=n,
+                        on(txt_on), group=n, return_bins=readout,
                     )
+                if readout:  # the annealed mean of the chroma-bin head, scaled like the network's output
+                    o = self.options
+                    return annealed_mean(y[1], net.config.bins, net.config.bin_step, o.bin_temperature,
+                                         net.bin_prior, o.bin_prior_power) / AB_SCALE
                 return y.float()
+
+            zeros, ones = torch.zeros(n, 2, gh, gw, device=dev), torch.ones(n, device=dev)
+
+            def unguided_regression(net, n=n, zeros=zeros, ones=ones, denoise=denoise):
+                """A regression network's unguided estimate: its bin read-out where it has a bin head."""
+                if net.config.bins and self.options.bin_readout:
+                    off = torch.zeros(n, dtype=torch.bool, device=dev)
+                    return denoise(zeros, ones, off, off, net=net, readout=True)
+                return self.sampler.guided(functools.partial(denoise, net=net), zeros, ones, False, False)
 
             use_pal, use_txt = g.palette_lab is not None, g.text is not None
             # Blend and gain temper the hedging of *unguided* predictions only: with
@@ -237,9 +262,9 @@ class ChromaModel:
             # hints the prediction must match the colours around it (the diffusion
             # sample alone scores best there; see the model card).
             unguided = not (use_pal or use_txt or bool(mg.any()))
-            zeros, ones = torch.zeros(n, 2, gh, gw, device=dev), torch.ones(n, device=dev)
             if self.kind == "regression":
-                x0 = self.sampler.guided(denoise, zeros, ones, use_pal, use_txt)
+                x0 = (unguided_regression(self.network) if unguided else
+                      self.sampler.guided(denoise, zeros, ones, use_pal, use_txt))
             else:
                 known = (mg >= 0.999).float()
                 x0 = self.sampler.sample(
@@ -247,8 +272,7 @@ class ChromaModel:
                     known=hg / AB_SCALE if known.any() else None, known_mask=known if known.any() else None,
                 )
                 if self.companion is not None and self.options.blend > 0 and unguided:
-                    reg = functools.partial(denoise, net=self.companion)
-                    x0_reg = self.sampler.guided(reg, zeros, ones, False, False)
+                    x0_reg = unguided_regression(self.companion)
                     x0 = (1 - self.options.blend) * x0 + self.options.blend * x0_reg
             if self.options.saturation != 1.0 and unguided:
                 x0 = x0 * self.options.saturation

@@ -51,6 +51,9 @@ class ChromaUNetConfig:
         palette_size: colours in a palette.
         emb_dim: size of the global conditioning vector.
         heads: attention heads.
+        bins: bins per ab axis of the chroma-bin classification head
+            (:mod:`chromaflow.models.chroma_bins`); 0: no such head.
+        bin_step: width of a bin in Lab units.
     """
 
     widths: tuple[int, int, int, int] = (32, 64, 128, 192)
@@ -59,6 +62,8 @@ class ChromaUNetConfig:
     palette_size: int = 5
     emb_dim: int = 128
     heads: int = 4
+    bins: int = 0
+    bin_step: float = 10.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -191,6 +196,10 @@ class ChromaUNet(nn.Module):
         self.dec0 = ResBlock(2 * w0, w0, e)
         self.out_norm = nn.GroupNorm(_groups(w0), w0)
         self.out = nn.Conv2d(w0, 2, 3, padding=1)
+        # the chroma-bin head and the bin frequencies of its training data (the prior of the read-out)
+        q = cfg.bins * cfg.bins
+        self.out_bins = nn.Conv2d(w0, q, 1) if cfg.bins else None
+        self.register_buffer("bin_prior", torch.full((q,), 1.0 / q) if cfg.bins else None)
 
     def forward(
         self,
@@ -205,7 +214,8 @@ class ChromaUNet(nn.Module):
         text: torch.Tensor,
         text_on: torch.Tensor,
         group: int = 1,
-    ) -> torch.Tensor:
+        return_bins: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Predict clean chroma.
 
         Args:
@@ -220,9 +230,12 @@ class ChromaUNet(nn.Module):
             text: ``(B, 384)`` sentence embeddings.
             text_on: ``(B,)`` bool, False drops the text.
             group: frames per attention group (``B`` must be a multiple).
+            return_bins: also return the chroma-bin head's logits (``config.bins > 0``).
 
         Returns:
-            ``(B, 2, H, W)`` predicted ``ab / AB_SCALE``.
+            ``(B, 2, H, W)`` predicted ``ab / AB_SCALE``; with ``return_bins``
+            also ``(B, bins * bins, H, W)`` logits over the bins of
+            :func:`chromaflow.models.chroma_bins.bin_centers`.
         """
         b = x_t.shape[0]
         pal_on = palette_on.to(x_t.dtype)[:, None]
@@ -258,4 +271,9 @@ class ChromaUNet(nn.Module):
         u = self.dec1(torch.cat([u, h1], dim=1), emb)
         u = F.interpolate(self.up0(u), size=h0.shape[-2:], mode="nearest")
         u = self.dec0(torch.cat([u, h0], dim=1), emb)
-        return self.out(F.silu(self.out_norm(u)))
+        u = F.silu(self.out_norm(u))
+        if not return_bins:
+            return self.out(u)
+        if self.out_bins is None:
+            raise ValueError("this network has no chroma-bin head (config.bins = 0)")
+        return self.out(u), self.out_bins(u)

@@ -36,9 +36,15 @@ class DataConfig:
         cache_dir: where the encoder-feature cache is kept (shared by runs
             with the same data settings).
         val_fraction: share of photos held out for validation.
-        split_seed: seed of the split.
+        split_seed: seed of the split (photos and frames).
         crops_per_photo: random training crops per photo.
         crop_size: crop side in pixels (multiple of 32).
+        frames: folder of colour video frames named ``<clip>_<index>.jpg``
+            (``""``: photos only).  Split by clip, never by frame.
+        crops_per_frame: random training crops per video frame.
+        frames_val_fraction: share of clips held out for validation.
+        frames_share: share of each training batch drawn from the frames
+            (the rest from the photos).
     """
 
     photos: str = "../shared/data/photos"
@@ -47,6 +53,10 @@ class DataConfig:
     split_seed: int = 0
     crops_per_photo: int = 3
     crop_size: int = 224
+    frames: str = ""
+    crops_per_frame: int = 4
+    frames_val_fraction: float = 0.15
+    frames_share: float = 0.4
 
 
 @dataclass(frozen=True)
@@ -88,6 +98,10 @@ class TrainConfig:
         seed: seed of initialisation, batches and noise.
         threads: torch CPU threads.
         log_every, val_every, checkpoint_every: in steps.
+        init: weights file (``.safetensors``) to start from instead of a random
+            initialisation (``""``); tensors it lacks (a new head) start fresh.
+        bin_loss: weight of the chroma-bin head's cross-entropy (networks
+            with ``model.bins > 0``).
     """
 
     kind: str = "diffusion"
@@ -102,6 +116,8 @@ class TrainConfig:
     log_every: int = 50
     val_every: int = 500
     checkpoint_every: int = 250
+    init: str = ""
+    bin_loss: float = 0.5
     data: DataConfig = field(default_factory=DataConfig)
     model: ChromaUNetConfig = field(default_factory=ChromaUNetConfig)
     drop: DropConfig = field(default_factory=DropConfig)

@@ -25,10 +25,11 @@ import torch
 import torch.nn.functional as F
 
 from chromaflow.errors import InputError
+from chromaflow.models.chroma_bins import annealed_mean, bin_prior, soft_targets
 from chromaflow.models.chroma_unet import AB_SCALE, ChromaUNet
 from chromaflow.models.weights import save_model
 from chromaflow.samplers.schedule import q_sample
-from chromaflow.training.cache import CacheSpec, build_cache, list_photos, split_photos
+from chromaflow.training.cache import CacheSpec, build_cache, list_photos, split_frames, split_photos
 from chromaflow.training.config import DropConfig, TrainConfig, config_from_dict
 
 FEATURE_KEYS = ("f8", "f16", "f32")
@@ -56,6 +57,37 @@ class CachedCrops:
             "palette": t(self.palette[idx]),
             "text": t(self.text[self.caption[idx]]),
         }
+
+
+class MixedCrops:
+    """Training batches drawn from several caches in fixed shares (photos and video frames)."""
+
+    def __init__(self, sources: list[CachedCrops], shares: list[float]) -> None:
+        if len(sources) != len(shares) or not sources:
+            raise ValueError("one share per source")
+        self.sources = sources
+        self.shares = np.asarray(shares, np.float64) / float(sum(shares))
+        self.count = sum(s.count for s in sources)
+
+    def counts(self, batch_size: int) -> list[int]:
+        """Crops of each source in a batch of ``batch_size`` (rounded, adding up)."""
+        raw = self.shares * batch_size
+        n = np.floor(raw).astype(int)
+        for i in np.argsort(-(raw - n), kind="stable")[: batch_size - n.sum()]:
+            n[i] += 1
+        return n.tolist()
+
+    def draw(self, rng: np.random.Generator, batch_size: int) -> dict[str, torch.Tensor]:
+        parts = [src.batch(rng.integers(0, src.count, size=k))
+                 for src, k in zip(self.sources, self.counts(batch_size)) if k]
+        if len(parts) == 1:
+            return parts[0]
+        return {key: (tuple(torch.cat([p[key][i] for p in parts]) for i in range(len(parts[0][key])))
+                      if key == "feats" else torch.cat([p[key] for p in parts])) for key in parts[0]}
+
+    def ab_sample(self, rng: np.random.Generator, count: int = 2000) -> torch.Tensor:
+        """``(count, 2, h, w)`` ground-truth chroma drawn in the training shares (for the bin prior)."""
+        return self.draw(rng, count)["ab"]
 
 
 def make_hints(ab: torch.Tensor, drop: DropConfig, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,9 +123,10 @@ def make_hints(ab: torch.Tensor, drop: DropConfig, rng: np.random.Generator) -> 
 
 def training_loss(
     model: ChromaUNet, batch: dict[str, torch.Tensor], kind: str, drop: DropConfig,
-    rng: np.random.Generator, gen: torch.Generator,
+    rng: np.random.Generator, gen: torch.Generator, bin_loss: float = 0.0,
 ) -> torch.Tensor:
-    """One batch's loss: x0 MSE for diffusion, L1 for the regression baseline."""
+    """One batch's loss: x0 MSE for diffusion, L1 for the regression baseline, plus ``bin_loss`` times
+    the cross-entropy of the chroma-bin head (soft bilinear targets) when the network has one."""
     ab = batch["ab"]
     b = ab.shape[0]
     x0 = ab / AB_SCALE
@@ -106,11 +139,18 @@ def training_loss(
     else:
         t = torch.ones(b)
         x_t = torch.zeros_like(x0)
-    pred = model(x_t, t, batch["lightness"], hints, mask, batch["feats"], batch["palette"], palette_on,
-                 batch["text"], text_on)
-    if kind == "diffusion":
-        return F.mse_loss(pred, x0)
-    return F.l1_loss(pred, x0)
+    args = (x_t, t, batch["lightness"], hints, mask, batch["feats"], batch["palette"], palette_on,
+            batch["text"], text_on)
+    bins = model.config.bins
+    if bins:
+        pred, logits = model(*args, return_bins=True)
+    else:
+        pred = model(*args)
+    loss = F.mse_loss(pred, x0) if kind == "diffusion" else F.l1_loss(pred, x0)
+    if bins and bin_loss > 0:
+        target = soft_targets(ab, bins, model.config.bin_step)
+        loss = loss + bin_loss * -(target * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
+    return loss
 
 
 @torch.no_grad()
@@ -119,11 +159,13 @@ def validate(model: ChromaUNet, data: CachedCrops, kind: str, batch_size: int = 
 
     For diffusion the prediction is the one from pure noise (``t = 1``), the
     model's estimate of the conditional mean; for regression the prediction.
-    Returns ``ab_rmse`` and ``ab_l1`` in Lab units.
+    Returns ``ab_rmse`` and ``ab_l1`` in Lab units, and for a network with a
+    chroma-bin head ``bins_rmse`` / ``bins_l1`` of its mean read-out (``T = 1``).
     """
     model.eval()
     gen = torch.Generator().manual_seed(1234)
-    se = ae = 0.0
+    bins = model.config.bins
+    sums = {"se": 0.0, "ae": 0.0, "bse": 0.0, "bae": 0.0}
     n = 0
     for start in range(0, data.count, batch_size):
         idx = np.arange(start, min(start + batch_size, data.count))
@@ -134,14 +176,22 @@ def validate(model: ChromaUNet, data: CachedCrops, kind: str, batch_size: int = 
         t = torch.ones(b)
         x_t = torch.randn(x0.shape, generator=gen) if kind == "diffusion" else torch.zeros_like(x0)
         zeros = torch.zeros_like(batch["lightness"])
-        pred = model(x_t, t, batch["lightness"], torch.zeros_like(x0), zeros, batch["feats"], batch["palette"],
-                     off, batch["text"], off)
+        out = model(x_t, t, batch["lightness"], torch.zeros_like(x0), zeros, batch["feats"], batch["palette"],
+                    off, batch["text"], off, return_bins=bool(bins))
+        pred = out[0] if bins else out
         err = (pred - x0) * AB_SCALE
-        se += float(err.square().sum())
-        ae += float(err.abs().sum())
+        sums["se"] += float(err.square().sum())
+        sums["ae"] += float(err.abs().sum())
+        if bins:
+            berr = annealed_mean(out[1], bins, model.config.bin_step, temperature=1.0) - batch["ab"]
+            sums["bse"] += float(berr.square().sum())
+            sums["bae"] += float(berr.abs().sum())
         n += err.numel()
     model.train()
-    return {"ab_rmse": math.sqrt(se / n), "ab_l1": ae / n}
+    result = {"ab_rmse": math.sqrt(sums["se"] / n), "ab_l1": sums["ae"] / n}
+    if bins:
+        result.update(bins_rmse=math.sqrt(sums["bse"] / n), bins_l1=sums["bae"] / n)
+    return result
 
 
 def _lr(cfg: TrainConfig, step: int) -> float:
@@ -172,8 +222,19 @@ class RunPaths:
         return self.root / "model.safetensors"
 
 
-def prepare_caches(cfg: TrainConfig, log: Callable[[str], None], quiet: bool = True) -> tuple[Path, Path]:
-    """Build (or reuse) the train and validation caches for ``cfg.data``."""
+@dataclass(frozen=True)
+class CacheSet:
+    """The cache folders of a run: photos (train, val) and, when frames are used, frames (train, val)."""
+
+    photo_train: Path
+    photo_val: Path
+    frame_train: Path | None = None
+    frame_val: Path | None = None
+
+
+def prepare_caches(cfg: TrainConfig, log: Callable[[str], None], quiet: bool = True) -> CacheSet:
+    """Build (or reuse) the train and validation caches for ``cfg.data``: photos split by photo,
+    frames (``cfg.data.frames``) split by clip."""
     from chromaflow.models.text import shared_text_encoder
 
     d = cfg.data
@@ -181,16 +242,42 @@ def prepare_caches(cfg: TrainConfig, log: Callable[[str], None], quiet: bool = T
     train, val = split_photos(photos, d.val_fraction, d.split_seed)
     tag = f"s{d.crop_size}-v{d.val_fraction:g}-seed{d.split_seed}"
     root = Path(d.cache_dir)
-    train_dir = root / f"train-{tag}-c{d.crops_per_photo}"
-    val_dir = root / f"val-{tag}"
-    for folder, photos_, spec in (
-        (val_dir, val, CacheSpec(crop_size=d.crop_size, train=False, seed=d.split_seed)),
-        (train_dir, train, CacheSpec(crop_size=d.crop_size, crops_per_photo=d.crops_per_photo, seed=d.split_seed)),
-    ):
+    jobs = [
+        (root / f"val-{tag}", val, 0),
+        (root / f"train-{tag}-c{d.crops_per_photo}", train, d.crops_per_photo),
+    ]
+    if d.frames:
+        f_train, f_val = split_frames(list_photos(d.frames), d.frames_val_fraction, d.split_seed)
+        ftag = f"s{d.crop_size}-v{d.frames_val_fraction:g}-seed{d.split_seed}"
+        jobs += [
+            (root / f"frames-val-{ftag}", f_val, 0),
+            (root / f"frames-train-{ftag}-c{d.crops_per_frame}", f_train, d.crops_per_frame),
+        ]
+    for folder, items, crops in jobs:  # crops 0: one centre crop (validation)
         if not (folder / "meta.json").exists():
-            log(f"building cache {folder} from {len(photos_)} photos")
-            build_cache(photos_, folder, spec, text_encoder=shared_text_encoder(), quiet=quiet, log=log)
-    return train_dir, val_dir
+            log(f"building cache {folder} from {len(items)} images")
+            spec = CacheSpec(crop_size=d.crop_size, crops_per_photo=max(1, crops), train=crops > 0,
+                             seed=d.split_seed)
+            build_cache(items, folder, spec, text_encoder=shared_text_encoder(), quiet=quiet, log=log)
+    folders = [folder for folder, _, _ in jobs]
+    if d.frames:
+        return CacheSet(photo_train=folders[1], photo_val=folders[0], frame_train=folders[3], frame_val=folders[2])
+    return CacheSet(photo_train=folders[1], photo_val=folders[0])
+
+
+def _initialise_from(model: ChromaUNet, path: Path, log: Callable[[str], None]) -> None:
+    """Copy the tensors of a weights file into ``model`` (same names and shapes); report what starts fresh."""
+    from chromaflow.models.weights import load_model
+
+    source, _ = load_model(path)
+    theirs = source.state_dict()
+    mine = model.state_dict()
+    shared = {k: v for k, v in theirs.items() if k in mine and mine[k].shape == v.shape}
+    if not shared:
+        raise InputError(f"train.init: {path} shares no tensor with this network")
+    model.load_state_dict(shared, strict=False)
+    fresh = sorted(k for k in mine if k not in shared)
+    log(f"initialised from {path} ({len(shared)} tensors){'; new: ' + ', '.join(fresh) if fresh else ''}")
 
 
 def _save_checkpoint(path: Path, cfg: TrainConfig, model, ema, opt, step: int) -> None:
@@ -247,13 +334,25 @@ def train(
         echo(line)
 
     torch.set_num_threads(cfg.threads)
-    train_dir, val_dir = prepare_caches(cfg, lambda m: log(m), quiet=quiet)
-    data = CachedCrops(train_dir)
-    val = CachedCrops(val_dir)
-    log(f"{cfg.kind}: {data.count} training crops, {val.count} validation crops, {cfg.steps} steps")
+    caches = prepare_caches(cfg, lambda m: log(m), quiet=quiet)
+    sources, shares = [CachedCrops(caches.photo_train)], [1.0]
+    vals = {"photos": CachedCrops(caches.photo_val)}
+    if caches.frame_train is not None:
+        sources.append(CachedCrops(caches.frame_train))
+        shares = [1.0 - cfg.data.frames_share, cfg.data.frames_share]
+        vals["frames"] = CachedCrops(caches.frame_val)
+    data = MixedCrops(sources, shares)
+    log(f"{cfg.kind}: {' + '.join(str(s.count) for s in sources)} training crops (shares "
+        f"{', '.join(f'{x:g}' for x in shares)}), {' + '.join(str(v.count) for v in vals.values())} validation "
+        f"crops, {cfg.steps} steps")
 
     torch.manual_seed(cfg.seed)
     model = ChromaUNet(cfg.model)
+    if state is None and cfg.init:
+        _initialise_from(model, Path(cfg.init), log)
+    if state is None and cfg.model.bins:
+        model.bin_prior.copy_(bin_prior(data.ab_sample(np.random.default_rng([cfg.seed, 7])), cfg.model.bins,
+                                        cfg.model.bin_step))
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step = 0
@@ -275,10 +374,10 @@ def train(
             return None
         rng = np.random.default_rng([cfg.seed, step])
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-        idx = rng.integers(0, data.count, size=cfg.batch_size)
+        batch = data.draw(rng, cfg.batch_size)
         for group in opt.param_groups:
             group["lr"] = _lr(cfg, step)
-        loss = training_loss(model, data.batch(idx), cfg.kind, cfg.drop, rng, gen)
+        loss = training_loss(model, batch, cfg.kind, cfg.drop, rng, gen, bin_loss=cfg.bin_loss)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -297,9 +396,12 @@ def train(
                 f"{rate:.2f} steps/s, about {eta_min:.0f} min left", step=step, loss=running / n_running)
             running, n_running = 0.0, 0
         if step % cfg.val_every == 0 or step == cfg.steps:
-            v = validate(ema, val, cfg.kind)
-            log(f"validation at step {step}: ab RMSE {v['ab_rmse']:.3f}, ab L1 {v['ab_l1']:.3f} (EMA, no conditions)",
-                step=step, **{f"val_{k}": x for k, x in v.items()})
+            for name, val in vals.items():
+                v = validate(ema, val, cfg.kind)
+                extra = f", bins mean L1 {v['bins_l1']:.3f}" if "bins_l1" in v else ""
+                prefix = "val_" if name == "photos" else f"val_{name}_"
+                log(f"validation ({name}) at step {step}: ab RMSE {v['ab_rmse']:.3f}, ab L1 {v['ab_l1']:.3f}{extra} "
+                    "(EMA, no conditions)", step=step, **{f"{prefix}{k}": x for k, x in v.items()})
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             _save_checkpoint(paths.checkpoint, cfg, model, ema, opt, step)
     save_model(ema, paths.weights, kind=cfg.kind, extra={"steps": str(cfg.steps), "seed": str(cfg.seed)})
