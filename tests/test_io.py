@@ -26,7 +26,7 @@ from conftest import (
 from chromaflow.errors import InputError, OutputError
 from chromaflow.io import ArraySource, check_output_path, is_probably_color, open_sink, open_source
 from chromaflow.io.naming import list_images, natural_key, natural_sorted
-from chromaflow.io.sink import FrameDirSink
+from chromaflow.io.sink import FrameDirSink, VideoEncoding
 
 # ----------------------------------------------------------------- naming
 
@@ -171,11 +171,12 @@ def test_open_source_video_without_frames(tmp_path: Path) -> None:
 # ----------------------------------------------------------------- sinks
 
 
-def _write_through(src_path: Path, out_path: Path, crf: int = 0, audio: bool = True) -> list[np.ndarray]:
+def _write_through(src_path: Path, out_path: Path, lossless: bool = True, audio: bool = True) -> list[np.ndarray]:
     """Copy a video through open_sink (frames unchanged); returns the frames written."""
     written = []
     with open_source(src_path) as src:
-        with open_sink(out_path, src.info, audio_from=src_path if audio else None, crf=crf) as sink:
+        with open_sink(out_path, src.info, audio_from=src_path if audio else None,
+                       encoding=VideoEncoding(lossless=lossless)) as sink:
             for f in src:
                 sink.write(f.rgb, f.pts)
                 written.append(f.rgb)
@@ -190,7 +191,7 @@ def test_video_sink_round_trip_mp4_with_audio(clips, tmp_path: Path) -> None:
     with open_source(clips.gray_audio_video) as src:
         info = src.info
         pts = [f.pts for f in src]
-    with open_sink(out, info, audio_from=src_path) as sink:
+    with open_sink(out, info, audio_from=src_path, encoding=VideoEncoding(lossless=True)) as sink:
         for rgb, p in zip(clips.frames, pts):
             sink.write(rgb, p)
     assert list_dir(tmp_path) == ["out.mp4"]
@@ -204,7 +205,7 @@ def test_video_sink_round_trip_mp4_with_audio(clips, tmp_path: Path) -> None:
     assert audio_packets(out) == audio_packets(src_path)
     assert audio_packets(out)[0] == "aac" and audio_packets(out)[1] > 10
 
-    # crf 0 (lossless 4:4:4): the gray of every frame comes back within one level.
+    # lossless (H.264 4:4:4): the gray of every frame comes back within one level.
     for f, rgb in zip(got, clips.frames):
         d = np.abs(gray_of(f.rgb).astype(int) - gray_of(rgb).astype(int))
         assert (d <= 1).mean() >= 0.99
@@ -224,13 +225,127 @@ def test_video_sink_other_containers(clips, tmp_path: Path, ext: str) -> None:
         tb_out = res.info.time_base
     with open_source(clips.gray_audio_video) as src:
         tb_in = src.info.time_base
-    # Same frame times relative to the first frame (Matroska counts in ms, and may start
-    # both streams a few ms late to keep the AAC priming samples at t >= 0).
+    # The same frame times (Matroska counts in ms), from the same start: no stream is shifted.
     t_out = [float(p * tb_out) for p in read_pts(out)]
     t_in = [float(p * tb_in) for p in read_pts(clips.gray_audio_video)]
-    np.testing.assert_allclose(np.subtract(t_out, t_out[0]), np.subtract(t_in, t_in[0]), atol=1e-3)
-    assert abs(t_out[0] - t_in[0]) < 0.05
+    np.testing.assert_allclose(t_out, t_in, atol=1e-3)
     assert audio_packets(out) == audio_packets(clips.gray_audio_video)
+    # Every audio packet kept at its own time, the AAC priming packet before 0 included
+    # (Matroska used to shift both streams by it, 21 ms at 48 kHz).
+    a_in, a_out = audio_times(clips.gray_audio_video), audio_times(out)
+    assert a_in[0] < 0 and len(a_out) == len(a_in)
+    np.testing.assert_allclose(a_out, a_in, atol=1e-3)
+
+
+def audio_times(path: Path) -> list[float]:
+    """Presentation times (s) of the non-empty packets of the first audio stream."""
+    with av.open(str(path)) as c:
+        s = c.streams.audio[0]
+        return [float(p.pts * p.time_base) for p in c.demux(s) if p.size > 0 and p.pts is not None]
+
+
+def test_default_video_output_plays_everywhere(clips, tmp_path: Path) -> None:
+    """The default is H.264 High profile 4:2:0 (what browsers and QuickTime decode), the gray within a level or two."""
+    out = tmp_path / "web.mp4"
+    with open_source(clips.gray_audio_video) as src:
+        with open_sink(out, src.info) as sink:
+            for rgb, f in zip(clips.frames, src):
+                sink.write(rgb, f.pts)
+    with av.open(str(out)) as c:
+        cc = c.streams.video[0].codec_context
+        assert (cc.name, cc.format.name, cc.profile) == ("h264", "yuv420p", "High")
+    data = out.read_bytes()
+    assert data.find(b"moov") < data.find(b"mdat")  # the index first: a browser plays while loading
+    lossless = tmp_path / "exact.mp4"
+    _write_through(clips.gray_audio_video, lossless, lossless=True)
+    assert out.stat().st_size * 2 < lossless.stat().st_size  # far smaller than lossless
+    for got, rgb in zip(read_frames(out), clips.frames):
+        d = np.abs(gray_of(got).astype(int) - gray_of(rgb).astype(int))
+        assert d.mean() < 1.5 and np.percentile(d, 99) <= 6  # a noisy 96x64 clip; lossless: test above
+
+
+@pytest.mark.parametrize("codec,ext,pix_fmt,tag", [
+    ("h265", ".mp4", "yuv420p", "hvc1"), ("prores", ".mov", "yuv422p10le", "apch"), ("ffv1", ".mkv", "yuv444p", None)])
+def test_video_codecs(clips, tmp_path: Path, codec: str, ext: str, pix_fmt: str, tag: str | None) -> None:
+    out = tmp_path / f"out{ext}"
+    with open_source(clips.gray_audio_video) as src:
+        with open_sink(out, src.info, audio_from=clips.gray_audio_video, encoding=VideoEncoding(codec)) as sink:
+            for rgb, f in zip(clips.frames, src):
+                sink.write(rgb, f.pts)
+    with av.open(str(out)) as c:
+        cc = c.streams.video[0].codec_context
+        assert cc.format.name == pix_fmt
+        if tag:
+            assert cc.codec_tag == tag
+    assert audio_packets(out) == audio_packets(clips.gray_audio_video)
+    for got, rgb in zip(read_frames(out), clips.frames):
+        d = np.abs(gray_of(got).astype(int) - gray_of(rgb).astype(int))
+        if codec == "ffv1":  # lossless: only the RGB <-> YUV rounding
+            assert (d <= 1).mean() >= 0.99
+        else:
+            assert d.mean() < 1.5 and np.percentile(d, 99) <= 6
+
+
+def test_video_encoding_refuses_what_cannot_be(tmp_path: Path) -> None:
+    info = ArraySource([np.zeros((8, 10, 3), np.uint8)]).info
+    with pytest.raises(OutputError, match=r"prores does not go into \.mp4 files: use \.mov or \.mkv"):
+        open_sink(tmp_path / "x.mp4", info, encoding=VideoEncoding("prores"))
+    with pytest.raises(InputError, match="ProRes is never lossless"):
+        VideoEncoding("prores", lossless=True)
+    with pytest.raises(InputError, match="h264 cannot write --pix-fmt rgb24"):
+        VideoEncoding("h264", pix_fmt="rgb24")
+    with pytest.raises(InputError, match="unknown codec 'vp9'"):
+        VideoEncoding("vp9")
+    assert list_dir(tmp_path) == []
+
+
+def _gray10_video(path: Path, n: int = 4) -> np.ndarray:
+    """A lossless FFV1 yuv420p10le clip of 10-bit gray ramps; returns its ``(n, H, W)`` Y planes."""
+    h, w = 32, 48
+    ramp = (64 + (np.arange(h * w).reshape(h, w) * 7) % 877).astype(np.uint16)  # not multiples of 4
+    planes = np.stack([np.roll(ramp, 3 * i, axis=1) for i in range(n)])
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("ffv1", rate=10)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p10le"
+        for i in range(n):
+            f = av.VideoFrame(w, h, "yuv420p10le")
+            for k, plane in enumerate(f.planes):
+                a = np.frombuffer(plane, np.dtype("<u2")).reshape(plane.height, -1)
+                a[:, : plane.width] = planes[i] if k == 0 else 512
+            f.pts = i
+            for pkt in s.encode(f):
+                out.mux(pkt)
+        for pkt in s.encode(None):
+            out.mux(pkt)
+    return planes
+
+
+def test_ten_bit_input_kept_or_warned(tmp_path: Path, caplog) -> None:
+    src_path = tmp_path / "gray10.mkv"
+    planes = _gray10_video(src_path)
+    with open_source(src_path) as src:
+        assert src.info.bit_depth == 10
+        frames = list(src)
+        lumas = list(src.luma(bits=10))
+        np.testing.assert_array_equal(np.stack(lumas), planes)
+        # FFV1 10-bit given the input's luma: every 10-bit gray level comes back exactly
+        out = tmp_path / "out.mkv"
+        with caplog.at_level(logging.WARNING, logger="chromaflow"):
+            with open_sink(out, src.info, encoding=VideoEncoding("ffv1")) as sink:
+                assert sink.bit_depth == 10
+                for f, y in zip(frames, lumas):
+                    sink.write(f.rgb, f.pts, luma=y)
+        assert "bit" not in caplog.text
+        with open_source(out) as res:
+            np.testing.assert_array_equal(np.stack(list(res.luma(bits=10))), planes)
+        # the default H.264 keeps 8 bits: said once
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="chromaflow"):
+            with open_sink(tmp_path / "out.mp4", src.info) as sink:
+                for f in frames:
+                    sink.write(f.rgb, f.pts)
+        assert caplog.text.count("the input has 10-bit samples; out.mp4 keeps 8 bits") == 1
+        assert "--codec h265, prores or ffv1 keep 10 bits" in caplog.text
 
 
 @pytest.mark.parametrize("crf", [0, 18])

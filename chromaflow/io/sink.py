@@ -1,4 +1,4 @@
-"""Frame sinks: a video file (H.264, audio kept), a directory of PNG frames, or one image.
+"""Frame sinks: a video file (H.264, H.265, ProRes or FFV1; audio kept), a directory of PNG frames, or one image.
 
 Sinks write to a temporary name beside the target and rename it into place in
 :meth:`FrameSink.commit`; :meth:`FrameSink.abort` (or leaving a ``with`` block
@@ -8,9 +8,11 @@ never leaves a half-written file.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -18,9 +20,9 @@ import av
 import cv2
 import numpy as np
 
-from chromaflow.errors import OutputError
+from chromaflow.errors import InputError, OutputError
 from chromaflow.io.naming import IMAGE_EXTENSIONS, VIDEO_OUTPUT_EXTENSIONS
-from chromaflow.io.source import SWS_ACCURATE, SourceInfo
+from chromaflow.io.source import SWS_ACCURATE, SourceInfo, format_bits
 
 log = logging.getLogger("chromaflow")
 
@@ -34,17 +36,130 @@ _AUDIO_COPY_OK = {
 }
 
 
+#: ``--codec`` choices: (FFmpeg encoder, the containers that hold it, what it is for).
+CODECS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "h264": ("libx264", (".mp4", ".mov", ".m4v", ".mkv", ".avi"), "plays everywhere (browsers, QuickTime, editors)"),
+    "h265": ("libx265", (".mp4", ".mov", ".mkv"), "smaller files, 10-bit; most players, Safari, QuickTime"),
+    "prores": ("prores_ks", (".mov", ".mkv"), "ProRes 422 HQ / 4444, 10-bit, for editing (Resolve, Premiere, FCP)"),
+    "ffv1": ("ffv1", (".mkv", ".avi"), "lossless, 8 or 10-bit, for archives"),
+}
+
+
+@dataclass(frozen=True)
+class VideoEncoding:
+    """How a video output is encoded (the run configuration's ``[output]``).
+
+    Attributes:
+        codec: a key of :data:`CODECS`.
+        crf: quality of h264 / h265 (x264 / x265 constant rate factor, 0-51,
+            lower is better; 18 is visually lossless); ProRes and FFV1 ignore it.
+            0 with h264 or h265 means lossless, as ``lossless``.
+        lossless: every pixel's gray kept exactly: h264 / h265 lossless 4:4:4
+            (plays in FFmpeg-based players and editors, not browsers or
+            QuickTime); FFV1 is always lossless, ProRes never.
+        pix_fmt: FFmpeg pixel format, or ``None`` for the codec's choice:
+            h264 ``yuv420p`` (``yuv444p`` lossless), h265 ``yuv420p`` or
+            ``yuv420p10le`` for a 10-bit input, prores ``yuv422p10le``, ffv1
+            ``yuv444p`` or ``yuv444p10le``.
+        preset: x264 / x265 speed preset.
+    """
+
+    codec: str = "h264"
+    crf: int = 18
+    lossless: bool = False
+    pix_fmt: str | None = None
+    preset: str = "medium"
+
+    def __post_init__(self) -> None:
+        if self.codec not in CODECS:
+            raise InputError(f"unknown codec {self.codec!r}; use one of {', '.join(CODECS)}")
+        if not 0 <= int(self.crf) <= 51:
+            raise InputError(f"crf must be in 0-51, got {self.crf}")
+        if self.exact and self.codec == "prores":
+            raise InputError("ProRes is never lossless: use --codec ffv1 (archives) or h264 / h265 for --lossless")
+        if self.pix_fmt is not None and self.pix_fmt not in self.formats():
+            raise InputError(f"{self.codec} cannot write --pix-fmt {self.pix_fmt}; it takes "
+                             f"{', '.join(self.formats())}")
+
+    @property
+    def encoder(self) -> str:
+        return CODECS[self.codec][0]
+
+    @property
+    def exact(self) -> bool:
+        """Lossless: the encoder keeps every sample it is given."""
+        return self.lossless or self.codec == "ffv1" or (self.crf == 0 and self.codec in ("h264", "h265"))
+
+    def formats(self) -> list[str]:
+        """The pixel formats this codec's encoder takes (planar YUV and gray)."""
+        try:
+            names = [f.name for f in av.Codec(self.encoder, "w").video_formats or ()]
+        except (av.error.FFmpegError, ValueError):  # pragma: no cover - an FFmpeg build without it
+            raise InputError(f"this FFmpeg (PyAV) has no {self.encoder} encoder: choose another --codec") from None
+        return [n for n in names if n.startswith("yuv4") and not n.startswith("yuvj")]
+
+    def check_container(self, path: Path) -> None:
+        """Raise :class:`OutputError` if ``path``'s container cannot hold this codec."""
+        ext = path.suffix.lower()
+        if ext in VIDEO_OUTPUT_EXTENSIONS and ext not in CODECS[self.codec][1]:
+            raise OutputError(f"{self.codec} does not go into {ext} files: use "
+                              f"{' or '.join(CODECS[self.codec][1])}")
+
+    def choose_pix_fmt(self, width: int, height: int, bit_depth: int = 8) -> str:
+        """The pixel format for frames of this size from an input of ``bit_depth`` bits."""
+        deep = bit_depth > 8
+        if self.pix_fmt is not None:
+            fmt = self.pix_fmt
+        elif self.codec == "prores":
+            fmt = "yuv422p10le"
+        elif self.codec == "ffv1" or self.exact:
+            fmt = "yuv444p10le" if deep and self.codec != "h264" else "yuv444p"
+        elif self.codec == "h265" and deep:
+            fmt = "yuv420p10le"
+        else:  # h264: 8-bit 4:2:0, the one every player decodes
+            fmt = "yuv420p"
+        if ("420" in fmt and (width % 2 or height % 2)) or ("422" in fmt and width % 2):  # subsampled chroma
+            full = fmt.replace("420", "444").replace("422", "444")
+            log.warning("%dx%d has an odd side: writing %s (4:4:4) instead of %s, which some players cannot "
+                        "show; write a frame directory or crop to even sizes for the widest support",
+                        width, height, full, fmt)
+            fmt = full
+        return fmt
+
+
 class FrameSink:
     """Base class for outputs; use as a context manager (commit on success)."""
+
+    #: bits per sample the sink keeps of an input's luma (8: the 8-bit frames only)
+    bit_depth = 8
 
     def __init__(self, path: Path, overwrite: bool) -> None:
         self.path = path
         self.overwrite = overwrite
         self.frames_written = 0
         self._done = False
+        self.input_bits = 8  # bits per sample of the input (open_sink sets it)
+        self._depth_told = False
 
-    def write(self, rgb: np.ndarray, pts: int, name: str | None = None) -> None:  # pragma: no cover
-        """Append one ``(H, W, 3)`` ``uint8`` sRGB frame with its presentation time."""
+    def _tell_depth(self, luma: np.ndarray | None) -> None:
+        """Warn once when the input has more bits per sample than this output keeps."""
+        if self._depth_told or self.input_bits <= 8:
+            return
+        self._depth_told = True
+        kept = self.bit_depth if luma is not None else 8
+        if kept < self.input_bits:
+            hint = ("--codec h265, prores or ffv1 keep 10 bits" if isinstance(self, VideoFileSink) and kept == 8
+                    else "a .mkv with --codec ffv1 keeps 10 bits" if kept == 8 else "")
+            log.warning("the input has %d-bit samples; %s keeps %d bits of them%s", self.input_bits,
+                        self.path.name, kept, f" ({hint})" if hint else "")
+
+    def write(self, rgb: np.ndarray, pts: int, name: str | None = None,
+              luma: np.ndarray | None = None) -> None:  # pragma: no cover
+        """Append one ``(H, W, 3)`` ``uint8`` sRGB frame with its presentation time.
+
+        ``luma``: the input's ``(H, W)`` ``uint16`` luma at :attr:`bit_depth` bits
+        (limited range), which a deeper sink writes as the frame's Y plane.
+        """
         raise NotImplementedError
 
     def commit(self) -> Path:  # pragma: no cover
@@ -66,20 +181,20 @@ class FrameSink:
 
 
 class VideoFileSink(FrameSink):
-    """H.264 video in mp4, mov, mkv or avi, with the audio of ``audio_from`` copied in.
+    """Video in mp4, mov, mkv or avi (see :class:`VideoEncoding`), with the audio of ``audio_from`` copied in.
 
     Args:
         path: output file; the container follows its extension.
         info: the source's size, frame rate and time base (kept in the output).
         audio_from: a media file whose audio streams are copied unchanged (or
             re-encoded to AAC when the container cannot hold their codec).
-        crf: x264 constant rate factor.  0 (the default) is lossless 4:4:4,
-            which keeps the input gray exactly but plays only in FFmpeg-based
-            players (VLC, mpv, NLEs); 16 to 20 give small 4:2:0 files that
-            play everywhere, with the gray within a few levels.
-        preset: x264 speed preset.
+        encoding: codec, quality and pixel format; the default is H.264 4:2:0 at
+            crf 18, which plays everywhere with the gray within a level or two.
         audio_offset: seconds of the input's audio to skip (a range of frames
             starts there); the audio kept is shifted to start with the video.
+
+    A pixel format of more than 8 bits keeps a deeper input's precision where
+    :meth:`write` is given its luma (:meth:`VideoFileSource.luma`).
     """
 
     def __init__(
@@ -88,18 +203,24 @@ class VideoFileSink(FrameSink):
         info: SourceInfo,
         overwrite: bool = False,
         audio_from: Path | None = None,
-        crf: int = 0,
-        preset: str = "medium",
+        encoding: VideoEncoding | None = None,
         audio_offset: float = 0.0,
     ) -> None:
         super().__init__(path, overwrite)
+        self.encoding = encoding = encoding or VideoEncoding()
+        encoding.check_container(path)
         self._tmp = _temp_name(path)
+        ext = path.suffix.lower()
+        # Matroska shifts every stream when one starts before 0 (AAC priming): keep the input's times instead;
+        # MP4 and MOV get their index first, so a browser can start playing before the whole file is loaded
+        options = ({"avoid_negative_ts": "disabled"} if ext == ".mkv"
+                   else {"movflags": "+faststart"} if ext in (".mp4", ".m4v", ".mov") else {})
         try:
-            self._out = av.open(str(self._tmp), mode="w")
+            self._out = av.open(str(self._tmp), mode="w", options=options)
         except (av.error.FFmpegError, OSError) as exc:
             raise OutputError(f"cannot write {path}: {exc}") from None
         try:
-            self._stream = self._add_video_stream(info, crf, preset)
+            self._stream = self._add_video_stream(info, encoding)
             self._audio = (_AudioCopier(audio_from, self._out, path.suffix.lower(), audio_offset)
                            if audio_from else None)
         except Exception:
@@ -108,37 +229,41 @@ class VideoFileSink(FrameSink):
             raise
         self._time_base = info.time_base
 
-    def _add_video_stream(self, info: SourceInfo, crf: int, preset: str) -> av.VideoStream:
+    def _add_video_stream(self, info: SourceInfo, enc: VideoEncoding) -> av.VideoStream:
         rate = Fraction(info.fps).limit_denominator(1001000)
-        stream = self._out.add_stream("libx264", rate=rate)
+        stream = self._out.add_stream(enc.encoder, rate=rate)
         stream.width = info.width
         stream.height = info.height
-        if crf == 0:
-            # Lossless H.264 needs the High 4:4:4 Predictive profile anyway; full chroma
-            # resolution keeps the gray of every pixel exactly (4:2:0 averaging moves it).
-            stream.pix_fmt = "yuv444p"
-        elif info.width % 2 or info.height % 2:
-            log.warning(
-                "%dx%d has an odd side: writing H.264 4:4:4 (yuv444p), which some players cannot "
-                "show; write a frame directory or crop to even sizes for the widest support",
-                info.width,
-                info.height,
-            )
-            stream.pix_fmt = "yuv444p"
-        else:
-            stream.pix_fmt = "yuv420p"
+        # Lossless keeps every pixel's gray exactly only at full chroma resolution (4:2:0 averaging moves it).
+        stream.pix_fmt = enc.choose_pix_fmt(info.width, info.height, info.bit_depth)
+        self.bit_depth = format_bits(stream.pix_fmt)
         stream.time_base = info.time_base
         stream.codec_context.time_base = info.time_base
         cc = stream.codec_context
         cc.colorspace = 6  # SMPTE 170M (BT.601), the matrix frames are converted with
         cc.color_range = 1  # limited ("tv") range
-        stream.options = {"crf": str(crf), "preset": preset}
+        if enc.codec == "h264":
+            stream.options = {"crf": str(0 if enc.exact else enc.crf), "preset": enc.preset}
+        elif enc.codec == "h265":
+            params = "log-level=error" + (":lossless=1" if enc.exact else "")
+            stream.options = {"crf": str(enc.crf), "preset": enc.preset, "x265-params": params}
+            if self.path.suffix.lower() in (".mp4", ".mov"):
+                cc.codec_tag = "hvc1"  # what QuickTime and Safari play (FFmpeg's default is hev1)
+        elif enc.codec == "prores":  # 422 HQ, or 4444 for a 4:4:4 format
+            stream.options = {"profile": "4" if "444" in stream.pix_fmt else "3", "vendor": "apl0"}
+        else:  # ffv1 version 3, every frame intra, CRC per slice (the archival settings)
+            stream.options = {"level": "3", "g": "1", "slicecrc": "1", "slices": "4"}
         return stream
 
-    def write(self, rgb: np.ndarray, pts: int, name: str | None = None) -> None:
+    def write(self, rgb: np.ndarray, pts: int, name: str | None = None, luma: np.ndarray | None = None) -> None:
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(
             format=self._stream.pix_fmt, dst_colorspace="ITU601", interpolation=SWS_ACCURATE
         )
+        self._tell_depth(luma)
+        if luma is not None:  # the input's own luma, at the output's depth: its precision kept
+            plane = frame.planes[0]
+            y = np.frombuffer(plane, np.dtype("<u2") if self.bit_depth > 8 else np.uint8).reshape(plane.height, -1)
+            y[:, : plane.width] = luma
         frame.pts = pts
         frame.time_base = self._time_base
         for packet in self._stream.encode(frame):
@@ -251,7 +376,8 @@ class FrameDirSink(FrameSink):
         _remove(self._tmp)
         self._tmp.mkdir(parents=False)
 
-    def write(self, rgb: np.ndarray, pts: int, name: str | None = None) -> None:
+    def write(self, rgb: np.ndarray, pts: int, name: str | None = None, luma: np.ndarray | None = None) -> None:
+        self._tell_depth(None)
         stem = name if name else f"frame_{self.frames_written:06d}"
         target = self._tmp / f"{stem}.png"
         ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
@@ -278,7 +404,8 @@ class ImageFileSink(FrameSink):
         self._tmp = _temp_name(path)
         self._rgb: np.ndarray | None = None
 
-    def write(self, rgb: np.ndarray, pts: int, name: str | None = None) -> None:
+    def write(self, rgb: np.ndarray, pts: int, name: str | None = None, luma: np.ndarray | None = None) -> None:
+        self._tell_depth(None)
         if self._rgb is not None:
             raise OutputError(f"{self.path} is an image file but the input has several frames")
         self._rgb = rgb
@@ -334,22 +461,34 @@ def open_sink(
     info: SourceInfo,
     overwrite: bool = False,
     audio_from: Path | None = None,
-    crf: int = 0,
+    crf: int | None = None,
     audio_offset: float = 0.0,
+    encoding: VideoEncoding | None = None,
 ) -> FrameSink:
-    """Open the right sink for ``path``: video by extension, image, or frame directory."""
+    """Open the right sink for ``path``: video by extension, image, or frame directory.
+
+    Args:
+        encoding: how a video is encoded (default :class:`VideoEncoding`); ``crf`` replaces its crf.
+    """
     p = Path(path)
     ext = p.suffix.lower()
     if ext in VIDEO_OUTPUT_EXTENSIONS:
-        return VideoFileSink(p, info, overwrite, audio_from=audio_from, crf=crf, audio_offset=audio_offset)
-    if ext in IMAGE_EXTENSIONS:
+        encoding = encoding or VideoEncoding()
+        if crf is not None:
+            encoding = dataclasses.replace(encoding, crf=crf)
+        sink: FrameSink = VideoFileSink(p, info, overwrite, audio_from=audio_from, encoding=encoding,
+                                        audio_offset=audio_offset)
+    elif ext in IMAGE_EXTENSIONS:
         if info.n_frames != 1:
             raise OutputError(
                 f"{p} is an image file but the input has {info.n_frames} frames: "
                 "give a video file or a directory"
             )
-        return ImageFileSink(p, overwrite)
-    return FrameDirSink(p, overwrite)
+        sink = ImageFileSink(p, overwrite)
+    else:
+        sink = FrameDirSink(p, overwrite)
+    sink.input_bits = info.bit_depth
+    return sink
 
 
 def _is_dir_target(p: Path) -> bool:

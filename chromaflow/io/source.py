@@ -64,6 +64,8 @@ class SourceInfo:
         names: file stems for frame directories and images (else empty).
         audio_streams: number of audio streams (video files only).
         path: the input path, if any.
+        bit_depth: bits per sample of the input (10 for a ``yuv420p10le`` video, 16 for
+            16-bit PNG or TIFF frames); frames are still delivered as 8-bit sRGB.
     """
 
     kind: str
@@ -77,6 +79,7 @@ class SourceInfo:
     path: Path | None = None
     start_pts: int = 0
     metadata: dict = field(default_factory=dict)
+    bit_depth: int = 8
 
 
 class FrameSource:
@@ -178,6 +181,7 @@ class ImageSequenceSource(FrameSource):
             time_base=1 / fps,
             names=tuple(p.stem for p in paths),
             path=paths[0].parent if kind == "frames" else paths[0],
+            bit_depth=_image_bit_depth(paths[0]),
         )
         if kind == "frames":
             self._check_sizes()
@@ -235,7 +239,8 @@ class VideoFileSource(FrameSource):
                 audio_streams=len(container.streams.audio),
                 path=path,
                 start_pts=stream.start_time or 0,
-                metadata={"codec": cc.name},
+                metadata={"codec": cc.name, "pix_fmt": cc.format.name if cc.format else None},
+                bit_depth=format_bits(cc.format),
             )
         finally:
             container.close()
@@ -303,6 +308,65 @@ class VideoFileSource(FrameSource):
             container.close()
 
 
+    def luma(self, start: int = 0, stop: int | None = None, bits: int = 10) -> Iterator[np.ndarray]:
+        """The luma (Y) plane of frames ``[start, stop)`` at ``bits`` bits, limited ("tv") range.
+
+        Decodes the file in its own sample format, so a 10-bit video gives its 10
+        bits (an 8-bit one its 8, scaled): ``(H, W)`` ``uint16`` arrays, black at
+        ``16 << (bits - 8)``.  The gray of a colorized frame equals this luma, so
+        an output can carry it at the input's precision.
+        """
+        container = av.open(str(self.path))
+        try:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            index = 0
+            for frame in container.decode(stream):
+                if stop is not None and index >= stop:
+                    return
+                if index >= start:
+                    yield _luma_plane(frame, bits, self.info.width, self.info.height)
+                index += 1
+        except av.error.FFmpegError as exc:
+            raise InputError(f"cannot decode {self.path}: {_short(exc)}") from None
+        finally:
+            container.close()
+
+
+def format_bits(fmt) -> int:
+    """Bits per sample of a video format (a PyAV ``VideoFormat`` or its name; 8 when unknown)."""
+    try:
+        fmt = av.VideoFormat(fmt) if isinstance(fmt, str) else fmt
+        return max(c.bits for c in fmt.components) if fmt is not None and fmt.components else 8
+    except (AttributeError, ValueError):
+        return 8
+
+
+def _luma_plane(frame: av.VideoFrame, bits: int, width: int, height: int) -> np.ndarray:
+    """The Y plane of ``frame`` as ``(height, width)`` ``uint16`` at ``bits`` bits, limited range."""
+    fmt = frame.format
+    planar_yuv = fmt.name.startswith(("yuv", "yuvj")) and not fmt.is_rgb and len(fmt.components) >= 3
+    src_bits = format_bits(fmt)
+    if planar_yuv and src_bits <= 16:
+        plane = frame.planes[0]
+        dtype = np.uint8 if src_bits <= 8 else np.dtype("<u2")
+        y = np.frombuffer(plane, dtype).reshape(plane.height, -1)[:, : plane.width].astype(np.float64)
+        full = fmt.name.startswith("yuvj") or frame.color_range == 2  # JPEG ("pc") range
+    else:  # RGB or packed formats: let swscale make the luma
+        out = frame.reformat(format="yuv444p16le", dst_colorspace="ITU601", interpolation=SWS_ACCURATE)
+        plane = out.planes[0]
+        y = np.frombuffer(plane, np.dtype("<u2")).reshape(plane.height, -1)[:, : plane.width].astype(np.float64)
+        src_bits, full = 16, False
+    if full:  # full ("pc") range 0..2^b-1 -> limited 16..235, scaled to b bits
+        scale = 2.0 ** (src_bits - 8)
+        y = 16.0 * scale + y * (219.0 * scale / (2.0**src_bits - 1.0))
+    y = np.rint(y * 2.0 ** (bits - src_bits))
+    y = np.clip(y, 0, 2**bits - 1).astype(np.uint16)
+    if y.shape != (height, width):
+        y = cv2.resize(y, (width, height), interpolation=cv2.INTER_AREA)
+    return y
+
+
 def open_source(path: str | Path, fps: Fraction | float | None = None) -> FrameSource:
     """Open a video file, a directory of frames or a single image.
 
@@ -340,6 +404,13 @@ def _read_image(path: Path) -> np.ndarray:
     if img is None:
         raise InputError(f"cannot read image {path}")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _image_bit_depth(path: Path) -> int:
+    """Bits per sample of an image file (8, or 16 for 16-bit PNG / TIFF scans)."""
+    data = np.fromfile(str(path), dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    return 8 if img is None else 8 * img.dtype.itemsize
 
 
 def _image_size(path: Path) -> tuple[int, int]:

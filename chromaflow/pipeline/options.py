@@ -5,7 +5,7 @@ belong to the components that read them::
 
     seed = 0
     [guidance]        references, palette, prompt      (GuidanceOptions)
-    [output]          crf, fps                         (OutputOptions)
+    [output]          codec, crf, lossless, pix_fmt, fps (OutputOptions)
     [engine]          working size, keyframes, ...     (EngineOptions)
     [colorizer]       name = "model"  + [colorizer.model] its options
     [fill]            name = "levin"  + [fill.levin]
@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from chromaflow.config import ConfigError, from_dict, to_dict, toml_table, toml_value
+from chromaflow.errors import InputError
 from chromaflow.guidance.correspondence import MatcherOptions
 from chromaflow.pipeline.engine import EngineOptions
 from chromaflow.runtime import RuntimeOptions
@@ -82,7 +83,11 @@ class ColorizeOptions:
             its own content instead of one palette for the whole video.
         prompt: text prompt, or ``None``.
         seed: seed for every random choice (same input + options + seed = same output).
-        crf: x264 quality for video outputs; 0 is lossless 4:4:4 (the default).
+        codec: video output codec: h264 (plays everywhere), h265 (smaller, 10-bit), prores (editing, .mov),
+            ffv1 (lossless archive, .mkv).
+        crf: h264 / h265 quality, 0-51, lower is better (18: visually lossless; 0: lossless).
+        lossless: keep every pixel's gray exactly (h264 / h265 4:4:4: FFmpeg-based players only; ffv1 always is).
+        pix_fmt: FFmpeg pixel format of a video output (unset: the codec's, yuv420p for h264).
         fps: frame rate of a video written from a frame directory (default 25).
         engine: options of the temporal engine (working size, keyframes, ablations).
         colorizer, fill, flow, grounder: the backend of each kind and its
@@ -112,7 +117,10 @@ class ColorizeOptions:
     palette_per_shot: bool = False
     prompt: str | None = None
     seed: int = 0
-    crf: int = 0
+    codec: str = "h264"
+    crf: int = 18
+    lossless: bool = False
+    pix_fmt: str | None = None
     fps: float | None = None
     engine: EngineOptions = field(default_factory=EngineOptions)
     colorizer: Choice = _choice("colorizer")
@@ -140,8 +148,18 @@ class ColorizeOptions:
             object.__setattr__(self, "progress", "auto" if self.progress else "none")
         if not 0 <= int(self.crf) <= 51:
             raise ConfigError(f"crf must be in 0-51, got {self.crf}")
+        try:
+            self.encoding()
+        except InputError as exc:
+            raise ConfigError(str(exc)) from None
         if self.fps is not None and not self.fps > 0:
             raise ConfigError(f"fps must be positive, got {self.fps}")
+
+    def encoding(self):
+        """The :class:`~chromaflow.io.sink.VideoEncoding` of a video output."""
+        from chromaflow.io.sink import VideoEncoding
+
+        return VideoEncoding(self.codec, self.crf, self.lossless, self.pix_fmt)
 
     def resolved(self) -> ColorizeOptions:
         """These options with every backend's options filled in (its defaults where unset).
@@ -166,7 +184,8 @@ class ColorizeOptions:
 #: Fields of ColorizeOptions that describe an invocation, not the colours: not in the configuration file.
 _NOT_STORED = ("overwrite", "save_masks", "progress", "frames", "work_dir", "fresh", "executor", "workers",
                "ray_address")
-_SECTIONS = {"guidance": ("references", "palette", "palette_per_shot", "prompt"), "output": ("crf", "fps")}
+_SECTIONS = {"guidance": ("references", "palette", "palette_per_shot", "prompt"),
+             "output": ("codec", "crf", "lossless", "pix_fmt", "fps")}
 _TOP = ("seed",)
 _PLAIN = ("engine", "matcher", "runtime")
 
