@@ -32,6 +32,13 @@ class NotAvailableError(ChromaflowError):
     exit_code = 3
 
 
+class Cancelled(ChromaflowError):
+    """The caller cancelled the run (its ``cancel`` event was set, e.g. a web UI's cancel button): no output
+    was written."""
+
+    exit_code = 130
+
+
 class WorkerError(ChromaflowError):
     """A worker colouring a shot failed (it died, or a task failed on the cluster); finished shots are kept."""
 

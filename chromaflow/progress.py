@@ -15,7 +15,9 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
+
+from chromaflow.errors import Cancelled
 
 T = TypeVar("T")
 log = logging.getLogger("chromaflow")
@@ -45,6 +47,25 @@ def track(items: Iterable[T], total: int | None, description: str, enabled: bool
             task_obj = progress.tasks[0]
             speed = task_obj.speed
             progress.update(task, advance=1, rate=f"{speed:.1f} fps" if speed else "")
+
+
+class CancelEvent(Protocol):
+    """What cancels a run from another thread: a :class:`threading.Event` (``set()`` it to cancel)."""
+
+    def is_set(self) -> bool: ...
+
+
+def check_cancel(cancel: CancelEvent | None) -> None:
+    """Raise :class:`~chromaflow.errors.Cancelled` if ``cancel`` is set (``None``: never)."""
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("cancelled; no output was written")
+
+
+def cancellable(items: Iterable[T], cancel: CancelEvent | None) -> Iterator[T]:
+    """Yield ``items``, checking ``cancel`` before each (see :func:`check_cancel`)."""
+    for item in items:
+        check_cancel(cancel)
+        yield item
 
 
 @dataclass(frozen=True)

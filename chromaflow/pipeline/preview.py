@@ -6,7 +6,9 @@ colorizer colours a shot's keyframes jointly (so they agree), references give
 theirs by correspondence (reference frames keep their own colours).  A contact
 sheet ``OUTPUT_STEM.preview.png`` (gray | colour for each keyframe, labelled
 with its frame and shot) and, with a palette, ``OUTPUT_STEM.palette.png`` are
-written beside the output; the output itself is not.
+written beside the output; the output itself is not.  With a prompt and
+``options.save_masks``, the masks and hints of the grounded keyframes are
+written there as in a full run (:mod:`chromaflow.io.inspection`).
 """
 
 from __future__ import annotations
@@ -61,16 +63,24 @@ def preview_paths(output: Path) -> tuple[Path, Path]:
     return output.with_name(f"{stem}.preview.png"), output.with_name(f"{stem}.palette.png")
 
 
-def preview(input: str | Path, output: str | Path, options: ColorizeOptions | None = None) -> PreviewResult:
+def preview(input: str | Path, output: str | Path, options: ColorizeOptions | None = None,
+            components=None, cancel=None) -> PreviewResult:
     """Colour the keyframes of ``input`` and write the contact sheet beside ``output`` (see the module doc).
+
+    Args:
+        components: built components to reuse (a server keeps one), or ``None``.
+        cancel: a :class:`threading.Event` that stops the preview (checked at every frame read and shot).
 
     Raises:
         ChromaflowError: bad input or options, an unwritable folder.
+        Cancelled: ``cancel`` was set.
     """
     from chromaflow.guidance.palette import palette_swatch
+    from chromaflow.io.inspection import GroundingWriter
     from chromaflow.pipeline.colorize import build_conditions, build_engine
     from chromaflow.pipeline.engine import analyse, work_gray
     from chromaflow.pipeline.plan import ShotPlan
+    from chromaflow.progress import cancellable, check_cancel
 
     t0 = time.perf_counter()
     options = (options or ColorizeOptions()).resolved()
@@ -84,7 +94,7 @@ def preview(input: str | Path, output: str | Path, options: ColorizeOptions | No
             raise OutputError(f"output exists: {p} (pass --overwrite to replace it)")
     with open_source(Path(input), fps=options.fps) as source:
         conditions = build_conditions(options, source)
-        plan = analyse(source, conditions, options.engine)
+        plan = analyse(source, conditions, options.engine, lambda items, total, what: cancellable(items, cancel))
         if plan.n_frames == 0:
             raise InputError(f"{input}: no frame could be decoded")
         keyframes = sorted({k for s in plan.shots for k in s.keyframes})
@@ -92,7 +102,8 @@ def preview(input: str | Path, output: str | Path, options: ColorizeOptions | No
             keep = np.linspace(0, len(keyframes) - 1, MAX_KEYFRAMES).round().astype(int)
             log.info("showing %d of the %d keyframes", MAX_KEYFRAMES, len(keyframes))
             keyframes = [keyframes[i] for i in keep]
-        engine = build_engine(options, conditions)
+        writer = GroundingWriter(options.save_masks) if options.save_masks is not None else None
+        engine = build_engine(options, conditions, components, writer)
         strategy = engine.strategy(conditions)
         side = options.engine.work_max_side
         wanted = set(keyframes)
@@ -102,7 +113,7 @@ def preview(input: str | Path, output: str | Path, options: ColorizeOptions | No
                 asked = shot if exemplar else dataclasses.replace(shot, precomputed=_shown(shot, keyframes))
                 wanted |= strategy.frames_needed(asked, conditions)
         grays = {}
-        for frame in source.frames(0, max(wanted) + 1):
+        for frame in cancellable(source.frames(0, max(wanted) + 1), cancel):
             if frame.index in wanted:
                 grays[frame.index] = work_gray(rgb_to_gray(frame.rgb), side)
         colors: dict[int, np.ndarray] = {}
@@ -110,6 +121,7 @@ def preview(input: str | Path, output: str | Path, options: ColorizeOptions | No
             shown = _shown(shot, keyframes)
             if not shown:
                 continue
+            check_cancel(cancel)
             if exemplar:
                 anchors = strategy.prepare(shot, {f: grays[f] for f in strategy.frames_needed(shot, conditions)},
                                            conditions, i)
