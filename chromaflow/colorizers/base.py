@@ -45,6 +45,10 @@ class Colorizer(ABC):
     """
 
     name: str = "colorizer"
+    #: whether :meth:`colorize` also takes ``objects=``: per frame, the prompt's grounded objects
+    #: (:class:`~chromaflow.guidance.grounding.GroundedObject`, phrase and mask), applied by the
+    #: colorizer itself (regional prompts); otherwise their colours reach it as ``known`` hints
+    takes_objects: bool = False
 
     @abstractmethod
     def colorize(

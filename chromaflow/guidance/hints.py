@@ -63,6 +63,8 @@ class PromptHints:
         self._found: dict[str, int] = {}
         self._by: dict[str, dict[str, int]] = {}
         self._grounded_frames = 0
+        #: the grounded objects of the frame :meth:`at` saw last
+        self.last_objects: tuple = ()
 
     def begin(self, conditions: Conditions) -> bool:
         """Start a run: parse the prompt and report what each object word stands for.
@@ -115,6 +117,7 @@ class PromptHints:
             conf = np.where(use, t_conf, conf).astype(np.float32)
             grounding = replace(grounding, hint_ab=ab, hint_conf=conf)
         self._recent[frame_index] = (ab, conf)
+        self.last_objects = grounding.objects
         while len(self._recent) > _MEMORY:
             self._recent.pop(next(iter(self._recent)))
         self._grounded_frames += 1
@@ -148,15 +151,21 @@ class PromptHints:
         Returns:
             ``(T, h, w, 2)`` ``float32`` Lab ab: the result without the prompt's
             text outside the objects (and wherever none is found), the result
-            with the text and the object hints around them.
+            with the text and the object hints around them; or, for a colorizer
+            that :attr:`~chromaflow.colorizers.base.Colorizer.takes_objects`, its
+            result given the objects of each frame.
         """
         t_count, h, w = lightness.shape
         obj_ab = np.zeros((t_count, h, w, 2), np.float32)
         obj_conf = np.zeros((t_count, h, w), np.float32)
+        objects = []
         for i, f in enumerate(frame_indices):
             found = self.at(lightness[i], int(f))
+            objects.append(self.last_objects)
             if found is not None:
                 obj_ab[i], obj_conf[i] = found
+        if colorizer.takes_objects:  # it applies each object's phrase inside its mask itself
+            return colorizer.colorize(lightness, frame_indices, conditions, known, objects=objects)
         base = colorizer.colorize(lightness, frame_indices, replace(conditions, prompt=None), known)
         if not obj_conf.any():
             return base
