@@ -174,6 +174,60 @@ def test_too_many_palette_colors(clips, out_dir: Path) -> None:
     assert list_dir(out_dir) == []
 
 
+def test_truncated_input_is_an_error_unless_allow_partial(out_dir: Path, tmp_path: Path) -> None:
+    from chromaflow.io import ArraySource, open_sink
+
+    rng = np.random.default_rng(0)  # noise: every frame takes its share of the bytes
+    frames = [np.repeat(rng.integers(0, 256, (48, 64, 1), dtype=np.uint8), 3, axis=2) for _ in range(30)]
+    full = tmp_path / "full.mp4"
+    with open_sink(full, ArraySource(frames, fps=12).info) as sink:  # index first: the header announces 30
+        for i, f in enumerate(frames):
+            sink.write(f, i)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(full.read_bytes()[: int(full.stat().st_size * 0.3)])  # its first 30 %
+    r = invoke("colorize", cut, "-o", out_dir / "o.mp4", "--work-size", "64", "-q")
+    assert_one_line_error(r, "cut.mp4: only 6 of its 30 frames decode", "truncated", "--allow-partial")
+    assert list_dir(out_dir) == []
+    r = invoke("colorize", cut, "-o", out_dir / "o.mp4", "--work-size", "64", "-q", "--allow-partial")
+    assert r.exit_code == 0, r.output
+    assert "warning: " in r.stderr and "only 6 of its 30 frames decode" in r.stderr
+    assert len(read_frames(out_dir / "o.mp4")) == 6
+
+
+def test_frame_directory_output_keeps_the_audio(clips, out_dir: Path) -> None:
+    r = invoke("colorize", clips.gray_audio_video, "-o", out_dir / "frames", *_ref_args(clips), "--work-size", "64")
+    assert r.exit_code == 0, r.output
+    assert f"the audio is in {out_dir / 'frames' / 'audio.m4a'}" in r.stderr
+    assert list_dir(out_dir / "frames")[0] == "audio.m4a"
+    assert len(list_dir(out_dir / "frames")) == N_FRAMES + 1
+
+
+def test_ten_bit_gray_kept_in_ffv1_and_warned_in_h264(out_dir: Path, tmp_path: Path) -> None:
+    from test_io import _gray10_video
+
+    from chromaflow.io import open_source
+
+    src = tmp_path / "gray10.mkv"
+    planes = _gray10_video(src, n=6)
+    r = invoke("colorize", src, "-o", out_dir / "o.mkv", "--codec", "ffv1", "--work-size", "64")
+    assert r.exit_code == 0, r.output
+    assert "-bit samples" not in r.stderr
+    with open_source(out_dir / "o.mkv") as res:
+        assert res.info.metadata["pix_fmt"] == "yuv444p10le"
+        np.testing.assert_array_equal(np.stack(list(res.luma(bits=10))), planes)  # every 10-bit level kept
+    r = invoke("colorize", src, "-o", out_dir / "o.mp4", "--work-size", "64")
+    assert r.exit_code == 0, r.output
+    assert "warning: the input has 10-bit samples; o.mp4 keeps 8 bits" in r.stderr
+
+
+def test_codec_container_mismatch_is_refused_before_work(clips, out_dir: Path) -> None:
+    r = invoke("colorize", clips.gray_video, "-o", out_dir / "o.mp4", "--codec", "prores")
+    assert_one_line_error(r, "prores does not go into .mp4 files", ".mov")
+    r = invoke("colorize", clips.gray_video, "-o", out_dir / "o.mov", "--codec", "prores", "--lossless")
+    assert_one_line_error(r, "ProRes is never lossless")
+    assert list_dir(out_dir) == []
+
+
 def test_reference_frame_outside_video(clips, out_dir: Path) -> None:
     r = invoke("colorize", clips.gray_video, "-o", out_dir / "o.mp4", "--reference", clips.reference,
                "--reference-frame", "99")

@@ -335,7 +335,7 @@ def test_ten_bit_input_kept_or_warned(tmp_path: Path, caplog) -> None:
                 assert sink.bit_depth == 10
                 for f, y in zip(frames, lumas):
                     sink.write(f.rgb, f.pts, luma=y)
-        assert "bit" not in caplog.text
+        assert "-bit samples" not in caplog.text
         with open_source(out) as res:
             np.testing.assert_array_equal(np.stack(list(res.luma(bits=10))), planes)
         # the default H.264 keeps 8 bits: said once
@@ -381,6 +381,19 @@ def test_frame_dir_sink_names(tmp_path: Path) -> None:
     assert list_dir(tmp_path) == ["frames"]
     assert list_dir(out) == ["frame_000002.png", "shot_a.png", "shot_b.png"]
     np.testing.assert_array_equal(read_frames(out / "shot_b.png")[0], imgs[1])
+
+
+def test_frame_dir_sink_writes_the_audio_beside_the_frames(clips, tmp_path: Path, caplog) -> None:
+    out = tmp_path / "frames"
+    with caplog.at_level(logging.INFO, logger="chromaflow"):
+        written = _write_through(clips.gray_audio_video, out)
+    assert list_dir(tmp_path) == ["frames"]
+    assert list_dir(out) == ["audio.m4a"] + [f"frame_{i:06d}.png" for i in range(len(written))]
+    # every packet copied unchanged, at its own time; and the log says where it went
+    assert audio_packets(out / "audio.m4a") == audio_packets(clips.gray_audio_video)
+    assert audio_times(out / "audio.m4a") == audio_times(clips.gray_audio_video)
+    assert f"the audio is in {out / 'audio.m4a'}" in caplog.text
+    assert "re-encoding" not in caplog.text
 
 
 def test_frame_dir_sink_replaces_existing_dir(tmp_path: Path) -> None:

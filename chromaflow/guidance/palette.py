@@ -47,21 +47,36 @@ class Palette:
 
 
 def parse_hex_list(spec: str, max_colors: int = PALETTE_SIZE) -> Palette:
-    """Parse ``"#aa3311,#2040ff,..."`` (commas or spaces; ``#`` optional; 3 or 6 digits)."""
+    """Parse ``"#aa3311,#2040ff,..."`` or colour names ``"rust, navy blue, sand"``, or both.
+
+    Commas or spaces separate the colours; hex codes have 3 or 6 digits, ``#``
+    optional; names and modifiers (``light``, ``deep``, ...) are the prompts'
+    (:func:`chromaflow.guidance.prompt.parse_color_list`, 263 names).
+    """
+    from chromaflow.guidance.prompt import parse_color_list
+
     items = [s for s in re.split(r"[,\s]+", spec.strip()) if s]
     if not items:
         raise InputError("empty palette")
-    if len(items) > max_colors:
-        raise InputError(f"palette has {len(items)} colors; at most {max_colors} are allowed")
     colors = []
-    for item in items:
-        m = _HEX.match(item)
-        if not m:
-            raise InputError(f"invalid hex color in palette: {item!r} (expected e.g. #1f6fb2)")
-        digits = m.group(1)
-        if len(digits) == 3:
-            digits = "".join(d * 2 for d in digits)
-        colors.append([int(digits[i : i + 2], 16) for i in (0, 2, 4)])
+    if all(_HEX.match(item) for item in items):
+        for item in items:
+            digits = _HEX.match(item).group(1)
+            if len(digits) == 3:
+                digits = "".join(d * 2 for d in digits)
+            colors.append([int(digits[i : i + 2], 16) for i in (0, 2, 4)])
+    else:
+        marked = " ".join(f"#{item}" if _HEX.match(item) and not item.startswith("#") else item
+                          for item in re.split(r"(,)|\s+", spec.strip()) if item)  # bare hex codes among names
+        for name, rgb in parse_color_list(marked):
+            if rgb is None and (name.startswith("#") or re.fullmatch(r"[0-9a-f]{6}|[0-9a-f]{3}", name)):
+                raise InputError(f"invalid hex color in palette: {name!r} (expected e.g. #1f6fb2)")
+            if rgb is None:
+                raise InputError(f"unknown color in palette: {name!r} (give hex codes like #1f6fb2 or color "
+                                 "names like rust, navy, sand)")
+            colors.append(list(rgb))
+    if len(colors) > max_colors:
+        raise InputError(f"palette has {len(colors)} colors; at most {max_colors} are allowed")
     rgb = np.array(colors, np.uint8)
     return Palette(rgb, np.full(len(rgb), 1.0 / len(rgb), np.float32))
 

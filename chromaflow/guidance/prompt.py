@@ -181,13 +181,7 @@ def parse_prompt(text: str) -> ParsedPrompt:
             style.append(name)  # "sepia look": a style, not a colour for an object
             i = j2 + 1
             continue
-        compound = "".join([*mods[-1:], name.replace(" ", "")])
-        if mods and compound in VOCABULARY:  # "light blue" -> CSS lightblue, not blue moved in Lab
-            rgb = color_of(compound)
-            if len(mods) > 1:
-                rgb = apply_modifiers(rgb, mods[:-1])
-        elif mods:
-            rgb = apply_modifiers(rgb, mods)
+        rgb = _modified(rgb, name, mods)
         k = j2
         obj_words: list[str] = []
         while k < len(words):
@@ -231,6 +225,42 @@ def prompt_problems(prompt: ParsedPrompt) -> list[str]:
         out.append("the prompt names no known colour: it only steers the model through its text embedding")
     elif not prompt.objects:
         out.append("the prompt's colours name no object: they steer the model through its text embedding only")
+    return out
+
+
+def _modified(rgb: np.ndarray, name: str, mods: list[str]) -> np.ndarray:
+    """``rgb`` (the colour ``name``) under the modifiers before it; ``"light blue"`` is CSS lightblue, not blue
+    moved in Lab."""
+    compound = "".join([*mods[-1:], name.replace(" ", "")])
+    if mods and compound in VOCABULARY:
+        rgb = color_of(compound)
+        return apply_modifiers(rgb, mods[:-1]) if len(mods) > 1 else rgb
+    return apply_modifiers(rgb, mods) if mods else rgb
+
+
+def parse_color_list(text: str) -> list[tuple[str, np.ndarray | None]]:
+    """The colours of a list such as ``"rust, navy blue, #c9b48f"`` or ``"rust navy sand"``.
+
+    Names, modifiers and hex codes as in prompts (:data:`VOCABULARY`); commas or
+    spaces separate the colours, multi-word names (``"sky blue"``) are matched
+    whole.  Returns ``(as written, (3,) uint8 sRGB)`` per colour, with ``None``
+    for a word that is no colour.
+    """
+    words = [w.lower() for w in _WORD.findall(text)]
+    out: list[tuple[str, np.ndarray | None]] = []
+    i = 0
+    while i < len(words):
+        if words[i] in _PUNCT:
+            i += 1
+            continue
+        mods: list[str] = []
+        while i < len(words) and words[i] in MODIFIERS and i + 1 < len(words) and words[i + 1] not in _PUNCT:
+            mods.append(words[i])
+            i += 1
+        name, rgb, i = _match_color(words, i)
+        if name.startswith("#") and not _HEX.match(name):
+            rgb = None
+        out.append((" ".join([*mods, name]), None if rgb is None else _modified(rgb, name, mods)))
     return out
 
 

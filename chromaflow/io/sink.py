@@ -368,13 +368,39 @@ class _AudioCopier:
 
 
 class FrameDirSink(FrameSink):
-    """A directory of PNG frames named after the input's file stems (or frame numbers)."""
+    """A directory of PNG frames named after the input's file stems (or frame numbers).
 
-    def __init__(self, path: Path, overwrite: bool = False) -> None:
+    Frames hold no sound: the audio of ``audio_from`` goes into the directory
+    as ``audio.m4a`` (or ``audio.mka`` for codecs MP4 cannot hold), copied
+    unchanged, and the log says so (:attr:`audio_path`).
+    """
+
+    def __init__(self, path: Path, overwrite: bool = False, audio_from: Path | None = None,
+                 audio_offset: float = 0.0) -> None:
         super().__init__(path, overwrite)
         self._tmp = _temp_name(path)
         _remove(self._tmp)
         self._tmp.mkdir(parents=False)
+        self.audio_path: Path | None = None
+        self._audio_from, self._audio_offset = audio_from, audio_offset
+
+    def _write_audio(self) -> None:
+        with av.open(str(self._audio_from)) as probe:
+            names = {s.codec_context.codec.canonical_name for s in probe.streams.audio}
+        if not names:
+            return
+        ext = ".m4a" if names <= _AUDIO_COPY_OK[".mp4"] else ".mka"
+        target = self._tmp / f"audio{ext}"
+        try:
+            out = av.open(str(target), mode="w", format="ipod" if ext == ".m4a" else "matroska",
+                          options={"avoid_negative_ts": "disabled"} if ext == ".mka" else {})
+        except (av.error.FFmpegError, OSError) as exc:
+            raise OutputError(f"cannot write {target.name} in {self.path}: {exc}") from None
+        try:
+            _AudioCopier(self._audio_from, out, ".mp4" if ext == ".m4a" else ".mkv", self._audio_offset).finish()
+        finally:
+            out.close()
+        self.audio_path = self.path / target.name
 
     def write(self, rgb: np.ndarray, pts: int, name: str | None = None, luma: np.ndarray | None = None) -> None:
         self._tell_depth(None)
@@ -388,7 +414,15 @@ class FrameDirSink(FrameSink):
 
     def commit(self) -> Path:
         self._done = True
+        try:
+            if self._audio_from is not None:
+                self._write_audio()
+        except BaseException:
+            _remove(self._tmp)
+            raise
         _replace(self._tmp, self.path)
+        if self.audio_path is not None:
+            log.info("the audio is in %s (frames hold no sound; copied unchanged)", self.audio_path)
         return self.path
 
     def abort(self) -> None:
@@ -486,7 +520,7 @@ def open_sink(
             )
         sink = ImageFileSink(p, overwrite)
     else:
-        sink = FrameDirSink(p, overwrite)
+        sink = FrameDirSink(p, overwrite, audio_from=audio_from, audio_offset=audio_offset)
     sink.input_bits = info.bit_depth
     return sink
 

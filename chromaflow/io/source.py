@@ -207,10 +207,15 @@ class ImageSequenceSource(FrameSource):
 
 
 class VideoFileSource(FrameSource):
-    """A video file decoded with PyAV, one frame at a time."""
+    """A video file decoded with PyAV, one frame at a time.
+
+    Decoding stops at a damaged tail (frames before it are kept);
+    :attr:`decode_error` then says why, for the caller to report.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.decode_error: str | None = None
         try:
             container = av.open(str(path))
         except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
@@ -303,6 +308,7 @@ class VideoFileSource(FrameSource):
                 if index == start:
                     raise InputError(f"cannot decode {self.path}: {_short(exc)}") from None
                 # A damaged tail: keep what decoded, the pipeline reports the count.
+                self.decode_error = _short(exc)
                 return
         finally:
             container.close()

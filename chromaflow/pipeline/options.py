@@ -107,8 +107,10 @@ class ColorizeOptions:
         executor: where shots are coloured: ``inprocess``, ``pool`` or ``ray``.
         workers: processes of the pool, or CPUs of a local Ray instance (default: all cores).
         ray_address: a Ray cluster to run on (implies ``executor="ray"``).
+        allow_partial: colour the frames of a truncated or damaged input that decode (a warning says how
+            many) instead of refusing it.
 
-    The last nine fields say how to run, not what colours to make: they are
+    The last ten fields say how to run, not what colours to make: they are
     not part of the configuration file.
     """
 
@@ -138,6 +140,7 @@ class ColorizeOptions:
     executor: str = "inprocess"
     workers: int | None = None
     ray_address: str | None = None
+    allow_partial: bool = False
 
     def __post_init__(self) -> None:
         for kind in DEFAULT_BACKENDS:
@@ -183,7 +186,7 @@ class ColorizeOptions:
 
 #: Fields of ColorizeOptions that describe an invocation, not the colours: not in the configuration file.
 _NOT_STORED = ("overwrite", "save_masks", "progress", "frames", "work_dir", "fresh", "executor", "workers",
-               "ray_address")
+               "ray_address", "allow_partial")
 _SECTIONS = {"guidance": ("references", "palette", "palette_per_shot", "prompt"),
              "output": ("codec", "crf", "lossless", "pix_fmt", "fps")}
 _TOP = ("seed",)

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
+from chromaflow.progress import plural
 from chromaflow.temporal.keyframes import select_keyframes
 from chromaflow.temporal.shots import Signature, detect_cuts, shot_ranges
 
@@ -193,8 +194,10 @@ def make_plan(
             shots.append(ShotPlan(a, b, inside, window_pre, start_pts, w > 0))
     windows = sum(s.continues for s in shots)
     cuts_n = len(shots) - windows
-    log.info("%d frames, %d shot%s%s, %d keyframes", n, cuts_n, "" if cuts_n == 1 else "s",
-             f" ({windows} long-shot windows more)" if windows else "", sum(len(s.keyframes) for s in shots))
+    if n > 1:  # an image is no video: nothing to say
+        log.info("%s, %s%s, %s", plural(n, "frame"), plural(cuts_n, "shot"),
+                 f" ({windows} long-shot windows more)" if windows else "",
+                 plural(sum(len(s.keyframes) for s in shots), "keyframe"))
     return Plan(n, width, height, tuple(shots), is_color)
 
 
