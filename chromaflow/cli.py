@@ -22,8 +22,30 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: option names stay whole at 80 columns (rich's panels cut them)
     help="Temporally consistent colorization of black-and-white video.",
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            text = version("chromaflow")
+        except PackageNotFoundError:  # running from a source tree that is not installed
+            from chromaflow import __version__ as text
+        typer.echo(f"chromaflow {text}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Temporally consistent colorization of black-and-white video."""
 
 
 class _Formatter(logging.Formatter):
@@ -95,7 +117,10 @@ def _options_from_flags(config: Path | None, flags: dict):
     chosen = {kind: flags[kind] for kind in ("colorizer", "fill", "grounder") if flags.get(kind)}
     options = load_config(config, choose=chosen) if config is not None else ColorizeOptions()
     options = options.resolved()
-    top = {k: flags[k] for k in ("palette", "prompt", "seed", "crf", "fps") if flags.get(k) is not None}
+    top = {k: flags[k] for k in ("palette", "prompt", "seed", "codec", "crf", "pix_fmt", "fps")
+           if flags.get(k) is not None}
+    if flags.get("lossless") is not None:
+        top["lossless"] = flags["lossless"]
     if flags.get("per_shot_palette"):
         top["palette_per_shot"] = True
     if flags.get("reference"):
@@ -182,14 +207,23 @@ def colorize(
         Optional[str], typer.Option(help="Hex colors '#aa3311,#2040ff,...', auto, tags, or an image or video path.")
     ] = None,
     per_shot_palette: Annotated[
-        bool, typer.Option(help="With --palette tags: each shot gets the palette of its own content.")
+        bool, typer.Option("--per-shot-palette", help="With --palette tags: each shot gets the palette of its own content.")
     ] = False,
     prompt: Annotated[Optional[str], typer.Option(help="Text describing the colors.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed: same input, options and seed give the same output (default 0).")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+    codec: Annotated[
+        Optional[str], typer.Option(help="Video codec: h264 (default; plays everywhere), h265, prores (.mov), ffv1 (.mkv).")
+    ] = None,
     crf: Annotated[
-        Optional[int],
-        typer.Option(min=0, max=51, help="H.264 quality: 0 = lossless 4:4:4 (default); 16-20 = small files that play everywhere."),
+        Optional[int], typer.Option(min=0, max=51, help="h264/h265 quality, lower is better (default 18; 0 = lossless).")
+    ] = None,
+    lossless: Annotated[
+        Optional[bool], typer.Option("--lossless/--no-lossless", help="Keep the gray exactly (h264/h265 4:4:4; ffv1 always).",
+                                     show_default=False)
+    ] = None,
+    pix_fmt: Annotated[
+        Optional[str], typer.Option(help="Pixel format of a video output (default: the codec's, e.g. yuv420p).")
     ] = None,
     fps: Annotated[Optional[float], typer.Option(help="Frame rate when the input is a frame directory (default 25).")] = None,
     keyframe: Annotated[
@@ -236,12 +270,15 @@ def colorize(
         Optional[str], typer.Option(help="Colorize only frames START:END (END excluded), as a full run colors them.")
     ] = None,
     preview: Annotated[
-        bool, typer.Option(help="Color only the keyframes: write a contact sheet (gray | color) and the palette.")
+        bool, typer.Option("--preview", help="Color only the keyframes: write a contact sheet (gray | color) and the palette.")
     ] = False,
     work_dir: Annotated[
         Optional[Path], typer.Option(help="Work folder of finished shots (default: hidden beside the output).")
     ] = None,
-    fresh: Annotated[bool, typer.Option(help="Start afresh: ignore the finished shots of an interrupted run.")] = False,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Start afresh: ignore the finished shots of an interrupted run.")] = False,
+    allow_partial: Annotated[
+        bool, typer.Option("--allow-partial", help="Colorize the frames of a truncated or damaged input that decode (else an error).")
+    ] = False,
     executor: Annotated[
         str, typer.Option(help="Where shots are colored: inprocess (default), pool (local processes), ray.")
     ] = "inprocess",
@@ -278,7 +315,7 @@ def colorize(
     options = replace(
         options, overwrite=overwrite, save_masks=save_masks, progress="none" if quiet else progress,
         frames=parse_frame_range(frames) if frames else None, work_dir=work_dir, fresh=fresh,
-        executor=executor, workers=workers, ray_address=ray,
+        executor=executor, workers=workers, ray_address=ray, allow_partial=allow_partial,
     )
     batch = _batch_inputs(inputs)
     if batch is None:
@@ -320,8 +357,10 @@ def _colorize_one(input: Path, output: Path, options, preview: bool):
     if result.frames == 1:
         log.info("wrote %s in %.1f s", result.output, result.seconds)
     else:
-        log.info("wrote %s: %d frames in %.1f s (%.1f frames/s)", result.output, result.frames, result.seconds,
-                 result.fps)
+        from chromaflow.progress import rate
+
+        log.info("wrote %s: %d frames in %.1f s (%s)", result.output, result.frames, result.seconds,
+                 rate(result.fps))
     return result
 
 
@@ -413,7 +452,8 @@ def _terminal_width() -> int:
     return shutil.get_terminal_size((120, 24)).columns
 
 
-models_app = typer.Typer(no_args_is_help=True, help="The model store: named pretrained files, their sources and checksums.")
+models_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                         help="The model store: named pretrained files, their sources and checksums.")
 app.add_typer(models_app, name="models")
 
 
@@ -501,16 +541,41 @@ def eval_(
 
 
 def _print_metrics(result: dict) -> None:
+    """The metrics: a row per video (and the mean) where that fits the terminal, else a row per metric with
+    the videos as columns, as many per table as fit; no value is ever cut."""
     from rich.console import Console
-    from rich.table import Table
+    from rich.table import Column, Table
 
+    console = Console()
     names = list(result["mean"])
-    table = Table("video", *names)
-    for video, res in result["videos"].items():
-        table.add_row(video, *[f"{res['video'].get(n, float('nan')):.5g}" for n in names])
-    if len(result["videos"]) > 1:
-        table.add_row("mean", *[f"{result['mean'][n]:.5g}" for n in names], style="bold")
-    Console().print(table)
+    rows = [(video, [f"{res['video'].get(n, float('nan')):.5g}" for n in names])
+            for video, res in result["videos"].items()]
+    if len(rows) > 1:
+        rows.append(("mean", [f"{result['mean'][n]:.5g}" for n in names]))
+
+    def fits(widths: list[int]) -> bool:  # rich's default box: a border and two spaces around each column
+        return sum(widths) + 3 * len(widths) + 1 <= console.width
+
+    if fits([max(5, *(len(r[0]) for r in rows))] + [max(len(n), *(len(r[1][i]) for r in rows))
+                                                    for i, n in enumerate(names)]):
+        table = Table("video", *names)
+        for k, (video, values) in enumerate(rows):
+            table.add_row(video, *values, style="bold" if len(rows) > 1 and k == len(rows) - 1 else None)
+        console.print(table)
+        return
+    first = [max(6, *(len(n) for n in names))]
+    i = 0
+    while i < len(rows):
+        chunk = rows[i : i + 1]
+        while i + len(chunk) < len(rows) and fits(first + [max(8, *(len(v) for v in r[1]))
+                                                           for r in rows[i : i + len(chunk) + 1]]):
+            chunk = rows[i : i + len(chunk) + 1]
+        table = Table("metric", *[Column(video, overflow="fold", min_width=max(len(v) for v in values))
+                                  for video, values in chunk])
+        for k, n in enumerate(names):
+            table.add_row(n, *[values[k] for _, values in chunk])
+        console.print(table)
+        i += len(chunk)
 
 
 @app.command()
@@ -626,8 +691,10 @@ def demo(
     )
     options = ColorizeOptions(references=(ReferenceSpec(ref_path, ref_frame),), overwrite=overwrite)
     result = run(sample_clip(), output, options)
+    from chromaflow.progress import rate
+
     logging.getLogger("chromaflow").info(
-        "wrote %s: %d frames in %.1f s (%.1f frames/s)", result.output, result.frames, result.seconds, result.fps
+        "wrote %s: %d frames in %.1f s (%s)", result.output, result.frames, result.seconds, rate(result.fps)
     )
 
 

@@ -25,6 +25,16 @@ log = logging.getLogger("chromaflow")
 PROGRESS_MODES = ("auto", "bar", "log", "none")
 
 
+def plural(n: int, word: str) -> str:
+    """``"1 frame"``, ``"2 frames"``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def rate(fps: float) -> str:
+    """``"10.9 frames/s"``, ``"0.44 frames/s"``: the one way speeds are written (bar, log lines, summary)."""
+    return f"{fps:.1f} frames/s" if fps >= 1 else f"{fps:.2f} frames/s"
+
+
 def track(items: Iterable[T], total: int | None, description: str, enabled: bool = True) -> Iterator[T]:
     """Yield ``items``, drawing a progress bar on stderr when it is a terminal."""
     if not enabled or not sys.stderr.isatty():
@@ -77,8 +87,11 @@ class ProgressEvent:
             (writing the output) or ``"done"``.
         frames_done, frames_total: frames coloured (this run and earlier ones resumed).
         shots_done, shots_total: shots finished.
-        fps: frames per second coloured by this run so far.
+        fps: frames per second coloured by this run so far (its whole time: keyframes, frames
+            and, at ``"done"``, writing the output; the figure the summary line gives).
         eta: seconds left at that speed (``None``: not known yet).
+        stage: ``"keyframes"`` while a shot's keyframes are coloured (before its first frame;
+            runs that count frame by frame), else ``"frames"``.
     """
 
     kind: str
@@ -88,6 +101,7 @@ class ProgressEvent:
     shots_total: int
     fps: float
     eta: float | None
+    stage: str = "frames"
 
 
 class RunProgress:
@@ -116,6 +130,8 @@ class RunProgress:
         self._last_log = self._t0
         self._bar = None
         self._task = None
+        self.stage = "frames"
+        self._per_frame = True
 
     @property
     def fps(self) -> float:
@@ -126,44 +142,55 @@ class RunProgress:
         fps = self.fps
         left = self.frames_total - self.frames_done
         eta = left / fps if fps > 0 else None
-        return ProgressEvent(kind, self.frames_done, self.frames_total, self.shots_done, self.shots_total, fps, eta)
+        return ProgressEvent(kind, self.frames_done, self.frames_total, self.shots_done, self.shots_total, fps, eta,
+                             self.stage)
 
     def _emit(self, kind: str) -> None:
         event = self._event(kind)
         for cb in self.on_event:
             cb(event)
+        coloured = event.frames_done > self._base  # no speed before the first frame of this run
+        doing = " · keyframes" if event.stage == "keyframes" and kind not in ("mux", "done") else ""
         if self._bar is not None:
+            left = _duration(event.eta) + " left" if event.eta is not None and kind != "done" else ""
             self._bar.update(self._task, completed=event.frames_done,
-                             shots=f"shots {event.shots_done}/{event.shots_total}",
-                             rate=f"{event.fps:.1f} fps" if event.fps else "")
-        elif self.mode == "log":
+                             shots=f"shots {event.shots_done}/{event.shots_total}{doing}",
+                             rate=rate(event.fps) if coloured else "", eta=left)
+        elif self.mode == "log" and self.frames_total > 1:  # an image: the summary line says it all
             now = time.perf_counter()
             if kind in ("start", "done") or now - self._last_log >= self.interval:
                 self._last_log = now
                 eta = f", {_duration(event.eta)} left" if event.eta is not None and kind != "done" else ""
                 pct = 100.0 * event.frames_done / max(1, event.frames_total)
-                log.info("%s: %d/%d frames (%.0f%%), shots %d/%d, %.1f frames/s%s", self.label,
-                         event.frames_done, event.frames_total, pct, event.shots_done, event.shots_total,
-                         event.fps, eta)
+                speed = f", {rate(event.fps)}" if coloured else ""
+                log.info("%s: %d/%d frames (%.0f%%), shots %d/%d%s%s%s", self.label, event.frames_done,
+                         event.frames_total, pct, event.shots_done, event.shots_total,
+                         doing.replace(" · ", ", colouring "), speed, eta)
 
-    def start(self, frames_total: int, shots_total: int, frames_done: int = 0, shots_done: int = 0) -> None:
+    def start(self, frames_total: int, shots_total: int, frames_done: int = 0, shots_done: int = 0,
+              per_frame: bool = True) -> None:
+        """Begin (``per_frame``: frames are reported one by one, so a shot's keyframe stage shows)."""
         self.frames_total, self.shots_total = frames_total, shots_total
         self.frames_done, self.shots_done = frames_done, shots_done
         self._base = frames_done
+        self._per_frame = per_frame
+        self.stage = "keyframes" if per_frame and shots_done < shots_total else "frames"
         self._t0 = self._last_log = time.perf_counter()
-        if self.mode == "bar":
+        if self.mode == "bar" and frames_total > 1:
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
             self._bar = Progress(TextColumn(self.label), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[shots]}"), TextColumn("{task.fields[rate]}"),
-                                 TimeRemainingColumn(), console=Console(stderr=True))
-            self._task = self._bar.add_task(self.label, total=frames_total, completed=frames_done, shots="", rate="")
+                                 TextColumn("{task.fields[eta]}"), console=Console(stderr=True))
+            self._task = self._bar.add_task(self.label, total=frames_total, completed=frames_done, shots="", rate="",
+                                            eta="")
             self._bar.start()
         self._emit("start")
 
     def frame(self, n: int = 1) -> None:
         self.frames_done += n
+        self.stage = "frames"
         self._emit("frame")
 
     def shot(self, frames: int, counted: bool) -> None:
@@ -171,6 +198,8 @@ class RunProgress:
         self.shots_done += 1
         if not counted:
             self.frames_done += frames
+        if counted and self.shots_done < self.shots_total:
+            self.stage = "keyframes"  # the next shot begins with its keyframes
         self._emit("shot")
 
     def mux(self) -> None:
@@ -183,8 +212,10 @@ class RunProgress:
             self._bar = None
 
     def close(self) -> None:
-        self.stop()
+        """The run is done: the last event (and the bar's last state) has the speed over the whole run."""
+        self.stage = "frames"
         self._emit("done")
+        self.stop()
 
 
 def _duration(seconds: float) -> str:

@@ -30,7 +30,7 @@ from chromaflow.io.sink import check_output_path, open_sink
 from chromaflow.io.source import FrameSource, open_source
 from chromaflow.pipeline.engine import TemporalEngine
 from chromaflow.pipeline.options import ColorizeOptions, config_to_toml
-from chromaflow.progress import track
+from chromaflow.progress import plural, track
 from chromaflow.registry import Components
 from chromaflow.runtime import Runtime
 
@@ -157,20 +157,21 @@ def _build(components: Components, kind: str, choice):
         raise InputError(f"{kind} {choice.name!r}: {exc}") from None
 
 
-def describe(conditions: Conditions) -> str:
-    """One line saying how the colours are chosen."""
+def describe(conditions: Conditions, moving: bool = True) -> str:
+    """One line saying how the colours are chosen (``moving``: a video, whose colours travel along the motion)."""
+    along = ", propagated along the motion" if moving else ""
     if conditions.references:
         n = len(conditions.references)
-        return f"{n} reference{'s' if n > 1 else ''}, propagated along the motion"
+        return f"{n} reference{'s' if n > 1 else ''}{along}"
     if conditions.palette_per_shot is not None:
-        return "the colorizer guided by each shot's own palette, propagated along the motion"
+        return f"the colorizer guided by each shot's own palette{along}"
     if conditions.palette is not None and conditions.prompt:
-        return "the colorizer guided by the palette and the prompt, propagated along the motion"
+        return f"the colorizer guided by the palette and the prompt{along}"
     if conditions.palette is not None:
-        return "the colorizer guided by the palette, propagated along the motion"
+        return f"the colorizer guided by the palette{along}"
     if conditions.prompt:
-        return "the colorizer guided by the prompt, propagated along the motion"
-    return "the colorizer (automatic), propagated along the motion"
+        return f"the colorizer guided by the prompt{along}"
+    return f"the colorizer (automatic){along}"
 
 
 def stored_config(options: ColorizeOptions, input: Path) -> str:
@@ -272,6 +273,7 @@ def colorize(
     check_executor(options.executor, options.ray_address)
     in_path = Path(input)
     out_path = check_output_path(output, options.overwrite, in_path)
+    options.encoding().check_container(out_path)  # a codec the container cannot hold: an error before any work
     remove_stale_outputs(out_path)
     config_text = stored_config(options, in_path)
     executor = None
@@ -305,6 +307,7 @@ def colorize(
                 log.info("%d frames, %d shots (the plan of the interrupted run)", plan.n_frames, len(plan.shots))
             if plan.n_frames == 0:
                 raise InputError(f"{in_path}: no frame could be decoded")
+            _check_complete(in_path, source, plan.n_frames, options.allow_partial)
             if plan.is_color:
                 log.warning("the input is in color: converting it to grayscale first")
             first, stop = options.frames or (0, None)
@@ -322,13 +325,17 @@ def colorize(
             if done:
                 log.info("resuming: %d of %d shots done", len(done), len(needed))
             todo = [i for i in needed if i not in done]
-            log.info("colorizing %d frames%s from %s", stop - first,
-                     f" ({first}:{stop} of {plan.n_frames})" if (first, stop) != (0, plan.n_frames) else "",
-                     describe(conditions))
+            if plan.n_frames == 1:
+                log.info("colorizing the image with %s", describe(conditions, moving=False))
+            else:
+                log.info("colorizing %s%s with %s", plural(stop - first, "frame"),
+                         f" ({first}:{stop} of {plan.n_frames})" if (first, stop) != (0, plan.n_frames) else "",
+                         describe(conditions))
             name = "references" if conditions.references else options.colorizer.name
             progress = RunProgress(options.progress, [on_event] if on_event else [], label=in_path.name)
             progress.start(sum(len(plan.shots[i]) for i in needed), len(needed),
-                           sum(len(plan.shots[i]) for i in done), len(done))
+                           sum(len(plan.shots[i]) for i in done), len(done),
+                           per_frame=options.executor == "inprocess" and not options.ray_address)
             start = time.perf_counter()
             if todo:
                 executor = make_executor(options.executor, options.workers, options.ray_address, components)
@@ -416,8 +423,9 @@ def _mux(out_path, source, plan, segments, work, first, stop, options) -> int:
     if ranged:
         out_info = dataclasses.replace(info, n_frames=stop - first, names=names[first:stop] if names else ())
         offset = float((start_pts - info.start_pts) * info.time_base)
-    with open_sink(out_path, out_info, options.overwrite, audio_from=audio, crf=options.crf,
+    with open_sink(out_path, out_info, options.overwrite, audio_from=audio, encoding=options.encoding(),
                    audio_offset=offset) as sink:
+        lumas = _input_luma(source, plan, sink, first, stop)
         for seg in segments:
             shot = plan.shots[seg.shot]
             for k, rgb in enumerate(read_segment(work.path / seg.file)):
@@ -425,13 +433,42 @@ def _mux(out_path, source, plan, segments, work, first, stop, options) -> int:
                 if t < first or t >= stop:
                     continue
                 pts = seg.pts[k] - (start_pts - info.start_pts if ranged else 0)
-                sink.write(rgb, pts, names[t] if t < len(names) else None)
+                sink.write(rgb, pts, names[t] if t < len(names) else None,
+                           next(lumas, None) if lumas is not None else None)
         if sink.frames_written != stop - first:
             raise InputError(f"{info.path or 'the input'}: {sink.frames_written} of the {stop - first} frames "
                              "could be coloured")
-    if not ranged and plan.n_frames != info.n_frames:
-        log.warning("decoded %d of the %d frames the input announces", plan.n_frames, info.n_frames)
     return stop - first
+
+
+def _check_complete(path: Path, source: FrameSource, decoded: int, allow_partial: bool) -> None:
+    """A truncated or damaged input is an error, or with ``allow_partial`` a warning saying how many frames
+    decode; a header's frame count off by a frame or two (1 %) is only a warning."""
+    announced = source.info.n_frames
+    damage = getattr(source, "decode_error", None)
+    missing = announced - decoded
+    if missing <= 0 and damage is None:
+        return
+    if missing <= max(1, announced // 100):
+        log.warning("decoded %d of the %d frames the input announces%s", decoded, announced,
+                    f" (decoding stopped: {damage})" if damage else "")
+        return
+    what = (f"{path}: only {decoded} of its {announced} frames decode"
+            f"{f' ({damage})' if damage else ''}: the file is truncated or damaged")
+    if not allow_partial:
+        raise InputError(f"{what}; --allow-partial colorizes the {decoded} frames that decode")
+    log.warning("%s; colorizing those %d frames (--allow-partial)", what, decoded)
+
+
+def _input_luma(source, plan, sink, first: int, stop: int):
+    """The input's own luma for frames ``[first, stop)`` where the sink keeps more than 8 bits of a deeper
+    gray input (its gray is the output's gray), else ``None``: the output then carries the 8-bit frames."""
+    from chromaflow.io.source import VideoFileSource
+
+    if (isinstance(source, VideoFileSource) and source.info.bit_depth > 8 and sink.bit_depth > 8
+            and not plan.is_color):
+        return source.luma(first, stop, bits=sink.bit_depth)
+    return None
 
 
 def _stop(progress) -> None:
