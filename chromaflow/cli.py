@@ -204,7 +204,7 @@ def colorize(
         typer.Option("--reference-frame", help="Frame index the matching --reference is the color version of."),
     ] = None,
     palette: Annotated[
-        Optional[str], typer.Option(help="Hex colors '#aa3311,#2040ff,...', auto, tags, or an image or video path.")
+        Optional[str], typer.Option(help="Colors: hex or names ('#aa3311,#2040ff' or 'rust, navy, sand'), auto, tags, or an image or video path.")
     ] = None,
     per_shot_palette: Annotated[
         bool, typer.Option("--per-shot-palette", help="With --palette tags: each shot gets the palette of its own content.")
@@ -619,7 +619,7 @@ def bench(
 @app.command()
 @_handle_errors
 def palette(
-    spec: Annotated[str, typer.Argument(help="Hex colors, 'auto', 'tags', or an image, video or frame directory.")],
+    spec: Annotated[str, typer.Argument(help="Hex colors or color names, 'auto', 'tags', or an image, video or frame directory.")],
     video: Annotated[
         Optional[Path], typer.Option("--video", help="With 'tags': the video whose content gives the palette.")
     ] = None,
