@@ -126,6 +126,7 @@ def run_and_follow(driver, button: str, done: str, timeout: float) -> list[str]:
     """Click ``button``, then every status text seen until one starts with ``done`` (or an error shows)."""
     from selenium.webdriver.common.by import By
 
+    before = status(driver)
     driver.find_element(By.ID, button).click()
     seen: list[str] = []
 
@@ -133,10 +134,12 @@ def run_and_follow(driver, button: str, done: str, timeout: float) -> list[str]:
         text = status(driver)
         if not seen or seen[-1] != text:
             seen.append(text)
-        return text.startswith(done) or "error" in text
+        if text == before and len(seen) == 1:  # the page has not answered the click yet
+            return False
+        return text.startswith(done) or "error" in text.lower()
 
-    wait_for(finished, timeout, f"{done!r}", poll=0.1)
-    assert "error" not in seen[-1], seen[-1]
+    wait_for(finished, timeout, f"{done!r} (seen: {seen})", poll=0.1)
+    assert "error" not in seen[-1].lower(), seen
     return seen
 
 
@@ -149,13 +152,15 @@ def server(tmp_path_factory):
 
 
 def test_preview_colorize_and_download_in_chromium(server, tmp_path: Path) -> None:
-    from conftest import audio_packets, lab_chroma, make_clip_frames, read_frames, to_gray_rgb, write_video
+    from conftest import audio_packets, make_clip_frames, read_frames, square_box, to_gray_rgb, write_png, write_video
     from selenium.webdriver.common.by import By
 
     url, tmp = server
     n = 16
-    gray = [to_gray_rgb(f) for f in make_clip_frames(n)]
+    color = make_clip_frames(n)
+    gray = [to_gray_rgb(f) for f in color]
     clip = write_video(tmp_path / "old film.mp4", gray, audio=True)
+    reference = write_png(tmp_path / "frame0.png", color[0])
     downloads = tmp_path / "downloads"
     downloads.mkdir()
     t0 = time.perf_counter()
@@ -172,8 +177,15 @@ def test_preview_colorize_and_download_in_chromium(server, tmp_path: Path) -> No
         sheet = driver.find_elements(By.CSS_SELECTOR, "#sheet img")
         assert sheet and sheet[0].get_attribute("src"), "no preview sheet shown"
 
+        # the full run from a reference: the color version of frame 0
+        driver.find_element(By.XPATH, "//*[@id='mode']//label[contains(., 'references')]").click()
+        wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#refs input[type=file]"), 10, "the references")
+        upload(driver, "refs", reference)
+        driver.find_element(By.CSS_SELECTOR, "#ref-frames textarea").send_keys("0")
+        wait_for(lambda: "frame0" in driver.find_element(By.ID, "refs").text, 30, "the reference upload")
+
         seen = run_and_follow(driver, "run-btn", "Colorize: done", 300)
-        assert f"frames {n}/{n} (100 %) · shots 1/1" in seen[-1] and f"{n} frames in" in seen[-1], seen
+        assert re.fullmatch(rf"Colorize: done · {n} frames in [\d.]+ s \([\d.]+ frames/s\) · shots 1/1", seen[-1]), seen
         assert any("colorizing" in s or "waiting" in s or "analysing" in s for s in seen[:-1]), seen
         pair = wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#compare img"), 30, "the comparison")
         assert len(pair) == 2  # gray | color under the slider
@@ -194,7 +206,35 @@ def test_preview_colorize_and_download_in_chromium(server, tmp_path: Path) -> No
     lum = [np.abs(f.astype(np.float32) @ np.float32([0.299, 0.587, 0.114]) - g[..., 0]).mean()
            for f, g in zip(frames, gray)]
     assert max(lum) < 3.0, lum  # the gray levels are kept (H.264 4:2:0 rounding)
-    assert np.mean([lab_chroma(f).mean() for f in frames]) > 3.0  # and it has colour
+    x0, y0, x1, y1 = square_box(n - 1)  # the red square, moved since frame 0, is still red
+    r, g, b = frames[-1][y0 + 3:y1 - 3, x0 + 3:x1 - 3].reshape(-1, 3).mean(axis=0)
+    assert r > g + 40 and r > b + 40, (r, g, b)
+
+
+def test_cancel_a_run_in_chromium(server, tmp_path: Path) -> None:
+    from conftest import make_clip_frames, to_gray_rgb, write_video
+    from selenium.webdriver.common.by import By
+
+    url, tmp = server
+    base = [to_gray_rgb(f) for f in make_clip_frames(16)]
+    clip = write_video(tmp_path / "long.mp4", (base + base[::-1]) * 4, audio=True)  # 128 frames, ~10 s of work
+    driver = make_driver(tmp_path)
+    try:
+        driver.get(url)
+        wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#upload input[type=file]"), 60, "the page")
+        upload(driver, "upload", clip)
+        wait_for(lambda: "128 frames" in driver.find_element(By.ID, "about").text, 30, "the upload's description")
+        driver.find_element(By.ID, "run-btn").click()
+        wait_for(lambda: "Colorize: colorizing · frames" in status(driver), 120, "the run to start")
+        driver.find_element(By.ID, "cancel-btn").click()
+        wait_for(lambda: status(driver) == "Colorize: cancelled; nothing was written", 60, "the cancel")
+        assert not driver.find_elements(By.CSS_SELECTOR, "#result a")
+    finally:
+        driver.quit()
+    root = next(tmp.glob("chromaflow-ui-*"))
+    # the cancelled job's folder is gone, and the earlier test's session (closed) took its jobs with it
+    wait_for(lambda: not list(root.glob("colorize-*")) and not list(root.glob("preview-*")), 30,
+             f"the job folders to go (left: {sorted(p.name for p in root.iterdir())})")
 
 
 def test_server_removes_its_files_when_stopped(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 import zipfile
@@ -333,7 +334,10 @@ def test_jobs_colorize_and_preview_with_one_set_of_components(clips, jobs: JobQu
     run = results[1]
     assert run.result.output.parent == run.folder and run.result.frames == 12
     assert run.event.kind == "done" and (run.event.frames_done, run.event.shots_done) == (12, 1)
-    assert "frames 12/12 (100 %) · shots 1/1" in views.status_text(run, 0)
+    assert re.fullmatch(r"Colorize: done · 12 frames in [\d.]+ s \([\d.]+ frames/s\) · shots 1/1",
+                        views.status_text(run, 0))
+    run.state, run.phase = "running", "colorizing"  # as it was shown while it ran
+    assert views.status_text(run, 0) == f"Colorize: colorizing · {views.progress_line(run.event)}"
     got = read_frames(run.result.output)
     gray = [to_gray_rgb(f)[..., 0] for f in clips.frames]
     assert len(got) == 12 and max(float(np.abs(cv2.cvtColor(g, cv2.COLOR_RGB2GRAY).astype(float) - t).mean())
@@ -376,6 +380,7 @@ def test_mask_overlays_outline_and_name_each_object(tmp_path: Path) -> None:
     mask[10:30, 20:45] = 255
     assert cv2.imwrite(str(tmp_path / "frame_000012_mask_1_car_coco.png"), mask)
     assert cv2.imwrite(str(tmp_path / "frame_000012_mask_2_sky.png"), 255 - mask)
+    assert cv2.imwrite(str(tmp_path / "frame_000012_mask_3_grass.png"), 0 * mask)  # not found there
     (tmp_path / "grounding.tsv").write_text("frame\n")
     shown = views.mask_overlays(tmp_path)
     assert [c for _, c in shown] == ["frame 12: car (coco), sky"]

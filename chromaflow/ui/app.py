@@ -40,9 +40,6 @@ log = logging.getLogger("chromaflow")
 
 #: seconds between two status updates while a job runs
 POLL_SECONDS = 0.5
-CSS = """
-#status {min-height: 3em}
-"""
 
 
 class Sessions:
@@ -132,12 +129,12 @@ def build_app(jobs: JobQueue, base: ColorizeOptions | None = None):
             if mode == "references":
                 files = [accepted(f) for f in (ref_files or [])]
                 frames = parse_frame_numbers(ref_frames, len(files))
-                (folder / "refs").mkdir()
                 staged = []
                 for k, f in enumerate(files):
                     if f.suffix.lower() not in IMAGE_EXTENSIONS:
                         raise InputError(f"{f.name}: a reference is an image (png, jpg, tif, bmp, webp)")
-                    staged.append(stage_input(f, folder / "refs" / f"{k}", limits))
+                    (folder / "refs" / str(k)).mkdir(parents=True)  # one folder each: two may share a name
+                    staged.append(stage_input(f, folder / "refs" / str(k), limits))
                 refs = tuple(zip(staged, frames))
             pal = ",".join(views.ui_palette(palette_text).hex()) if mode == "palette" else None
             request = JobRequest(mode=mode, references=refs, palette=pal, prompt=prompt, seed=int(seed or 0),
@@ -157,7 +154,8 @@ def build_app(jobs: JobQueue, base: ColorizeOptions | None = None):
         return job
 
     def follow(job):
-        """Status lines while ``job`` waits or runs."""
+        """Status lines while ``job`` waits or runs (the first at once)."""
+        yield views.status_text(job, jobs.ahead(job))
         while not job.finished.wait(POLL_SECONDS):
             yield views.status_text(job, jobs.ahead(job))
 
@@ -184,11 +182,15 @@ def build_app(jobs: JobQueue, base: ColorizeOptions | None = None):
             return None, f"**error**: {exc}"
 
     def on_add_color(text, color):
+        from chromaflow.guidance.palette import PALETTE_SIZE
+
         color = _hex_of(color)
-        if not color:
-            return text
         items = [t for t in (text or "").replace(",", " ").split() if t]
-        return ", ".join([*items, color])
+        if not color:
+            return gr.skip(), ""
+        if len(items) >= PALETTE_SIZE:
+            return gr.skip(), f"**error**: at most {PALETTE_SIZE} colors: remove one first"
+        return ", ".join([*items, color]), ""
 
     def on_palette_image(image):
         if image is None:
@@ -311,7 +313,7 @@ def build_app(jobs: JobQueue, base: ColorizeOptions | None = None):
         upload.change(on_upload, upload, about, queue=False)
         mode.change(on_mode, mode, [refs_box, palette_box, prompt_box, masks], queue=False)
         palette_text.change(on_palette_text, palette_text, [swatch, palette_note], queue=False)
-        add_color.click(on_add_color, [palette_text, picker], palette_text, queue=False)
+        add_color.click(on_add_color, [palette_text, picker], [palette_text, palette_note], queue=False)
         palette_image.change(on_palette_image, palette_image, [palette_text, palette_note])
         preview_btn.click(on_preview, inputs, [status, sheet, masks], concurrency_limit=8,
                           show_progress="minimal")
@@ -370,7 +372,6 @@ def serve(host: str = "127.0.0.1", port: int = 7860, limits: Limits | None = Non
         demo.queue(max_size=64)
         log.info("chromaflow ui on http://%s:%d (Ctrl-C stops it; job files in %s)", host, port, jobs.root)
         demo.launch(server_name=host, server_port=port, max_file_size=int(jobs.limits.max_upload_mb * 1e6),
-                    ssr_mode=False, show_error=True, quiet=True, inbrowser=False, allowed_paths=[str(jobs.root)],
-                    css=CSS)
+                    ssr_mode=False, show_error=True, quiet=True, inbrowser=False, allowed_paths=[str(jobs.root)])
     finally:
         jobs.close()

@@ -54,16 +54,16 @@ def status_text(job: Job, ahead: int) -> str:
         line = f"{what}: cancelled; nothing was written"
     else:
         line = f"{what}: {job.phase}"
-        if job.event is not None and job.kind == "colorize":
-            line += f" · {progress_line(job.event)}"
-        if job.state == "done" and job.kind == "preview" and job.result is not None:
-            r = job.result
+        r = job.result
+        if job.state == "done" and job.kind == "preview" and r is not None:
             line += f" · {r.keyframes} keyframe{'s' if r.keyframes != 1 else ''} of {r.shots} " \
                     f"shot{'s' if r.shots != 1 else ''} in {r.seconds:.1f} s"
-        if job.state == "done" and job.kind == "colorize" and job.result is not None:
-            r = job.result
+        elif job.state == "done" and job.kind == "colorize" and r is not None:
             rate = f" ({r.fps:.1f} frames/s)" if r.frames > 1 else ""
-            line += f" · {r.frames} frame{'s' if r.frames != 1 else ''} in {r.seconds:.1f} s{rate}"
+            shots = f" · shots {job.event.shots_done}/{job.event.shots_total}" if job.event is not None else ""
+            line += f" · {r.frames} frame{'s' if r.frames != 1 else ''} in {r.seconds:.1f} s{rate}{shots}"
+        elif job.event is not None and job.kind == "colorize":
+            line += f" · {progress_line(job.event)}"
     warnings = "".join(f"\n\n⚠ {w}" for w in job.warnings)
     return line + warnings
 
@@ -143,13 +143,13 @@ def mask_overlays(folder: Path) -> list[tuple[np.ndarray, str]]:
                 mask = cv2.resize(mask, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
             color = _OUTLINES[(k - 1) % len(_OUTLINES)]
             contours, _ = cv2.findContours((mask >= 128).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+            if not contours:  # an object not found on this frame
+                continue
             cv2.drawContours(img, contours, -1, color, 1, cv2.LINE_AA)
-            if contours:
-                x, y, _, _ = cv2.boundingRect(max(contours, key=cv2.contourArea))
-                cv2.putText(img, name, (x + 2, max(10, y + 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.35, color, 1,
-                            cv2.LINE_AA)
+            x, y, _, _ = cv2.boundingRect(max(contours, key=cv2.contourArea))
+            cv2.putText(img, name, (x + 2, max(10, y + 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.35, color, 1, cv2.LINE_AA)
             names.append(f"{name} ({grounder})" if grounder else name)
-        out.append((img, f"frame {frame}: {', '.join(names)}"))
+        out.append((img, f"frame {frame}: {', '.join(names) or 'nothing found'}"))
     return out
 
 
