@@ -240,6 +240,7 @@ def colorize(
     options: ColorizeOptions | None = None,
     components: Components | None = None,
     on_event=None,
+    cancel=None,
 ) -> ColorizeResult:
     """Colorize a video file, a frame directory or an image into ``output``.
 
@@ -258,14 +259,18 @@ def colorize(
     Args:
         components: built components to reuse (a server keeps one); default: new.
         on_event: a callback receiving every :class:`~chromaflow.progress.ProgressEvent`.
+        cancel: a :class:`threading.Event`; set from another thread, it stops the run at the next frame
+            (or the next finished shot with the pool or Ray) with :class:`~chromaflow.errors.Cancelled`:
+            no output is written, finished shots stay in the work folder as after an interrupt.
 
     Raises:
         ChromaflowError: bad input, bad options or an unwritable output.
+        Cancelled: ``cancel`` was set.
     """
     from chromaflow.pipeline.engine import analyse
     from chromaflow.pipeline.executors import ShotTask, check_executor, make_executor
     from chromaflow.pipeline.work import WorkDir, default_work_dir, input_fingerprint
-    from chromaflow.progress import RunProgress
+    from chromaflow.progress import RunProgress, cancellable, check_cancel
     from chromaflow.runtime import resolve_device
 
     options = (options or ColorizeOptions()).resolved()
@@ -300,8 +305,10 @@ def colorize(
             if reason is not None:
                 log.warning("starting afresh: %s", reason)
             if plan is None:
-                plan = analyse(source, conditions, options.engine,
-                               functools.partial(track, enabled=options.progress != "none"))
+                def tracked(items, total, description):
+                    return track(cancellable(items, cancel), total, description, options.progress != "none")
+
+                plan = analyse(source, conditions, options.engine, tracked)
                 work.set_plan(plan)
             else:
                 log.info("%d frames, %d shots (the plan of the interrupted run)", plan.n_frames, len(plan.shots))
@@ -356,14 +363,20 @@ def colorize(
                     work.record(segment)
                     done[segment.shot] = segment
                     progress.shot(segment.frames, counted=per_frame)
+                    check_cancel(cancel)
+
+                def frame_done():
+                    progress.frame()
+                    check_cancel(cancel)
 
                 try:
                     while todo:  # in waves: a window of a long shot waits for the window before it
                         wave = [i for i in todo if not plan.shots[i].continues or i - 1 in done]
-                        executor.run([task(i) for i in wave], finished, progress.frame if per_frame else None)
+                        executor.run([task(i) for i in wave], finished, frame_done if per_frame else None)
                         todo = [i for i in todo if i not in done]
                 finally:
                     executor.close()
+            check_cancel(cancel)
             progress.mux()
             frames = _mux(out_path, source, plan, [done[i] for i in needed], work, first, stop, options)
             seconds = time.perf_counter() - start
