@@ -273,3 +273,23 @@ def test_sd_flags_errors_are_one_line(clips, tmp_path: Path) -> None:
     r = invoke("colorize", clips.gray_audio_video, "-o", out, "--colorizer", "sd", "--device", "cpu")
     assert_one_line_error(r, "--sd-model")
     assert not out.exists()
+
+
+def test_colorizer_applies_an_object_phrase_inside_its_mask_only(parts) -> None:
+    from chromaflow.guidance.grounding import GroundedObject, ObjectMatch
+    from chromaflow.guidance.prompt import ColorPhrase
+
+    runtime = Runtime(RuntimeOptions(device="cpu"))
+    col = SDColorizer(parts, SDColorizerOptions(resolution=SIZE, steps=3, joint=False), runtime)
+    L = _lightness(5)
+    mask = np.zeros(L.shape[1:], np.float32)
+    mask[8:40, 8:40] = 1.0
+
+    def car(m):
+        return (GroundedObject(ColorPhrase("red", np.array([200, 30, 30], np.uint8), "car"), ObjectMatch("car", (), ()),
+                               m, 1.0, ()),)
+
+    plain = col.colorize(L, [0], Conditions(seed=2))
+    assert np.array_equal(col.colorize(L, [0], Conditions(seed=2), objects=[car(np.zeros_like(mask))]), plain)
+    with_car = col.colorize(L, [0], Conditions(seed=2), objects=[car(mask)])
+    assert np.abs(with_car - plain)[0, 8:40, 8:40].mean() > 1e-3
