@@ -1,6 +1,6 @@
 """Seconds per keyframe and per filled frame of the Stable Diffusion backends (the tiny random model).
 
-    python scripts/sd_speed.py [--device cpu|cuda] [--resolution 512] [--steps 30] [--fill-steps 50]
+    python scripts/sd_speed.py [--device cpu|cuda] [--resolution 512] [--steps 30] [--fill-steps 50] [--threads N]
 
 Writes the tiny model (scripts/make_tiny_sd.py) into a temporary folder and
 times ``SDColorizer.colorize`` (a 16:9 keyframe, alone and two together, with
@@ -8,6 +8,8 @@ and without the tiny ControlNet) and ``SDFill.fill`` (a frame with its right
 third unknown) at the given short side.  The tiny networks are a few hundred
 thousand parameters, so the figures are the backends' overhead (VAE, L_gray,
 attention at the given size), not the speed of real Stable Diffusion weights.
+Each figure is wall-clock seconds, then in brackets the process's CPU seconds
+(all threads): on a machine shared with other work the CPU time is the steadier one.
 """
 
 from __future__ import annotations
@@ -25,11 +27,16 @@ from chromaflow.guidance.conditions import Conditions
 from chromaflow.runtime import Runtime, RuntimeOptions
 
 
-def _timed(fn, repeat: int) -> float:
-    start = time.perf_counter()
+def _timed(fn, repeat: int) -> tuple[float, float]:
+    """``(wall, cpu)`` seconds per call of ``fn``."""
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(repeat):
         fn()
-    return (time.perf_counter() - start) / repeat
+    return (time.perf_counter() - start) / repeat, (time.process_time() - cpu) / repeat
+
+
+def _fmt(t: tuple[float, float], n: int = 1) -> str:
+    return f"{t[0] / n:.2f} s (CPU {t[1] / n:.2f} s)"
 
 
 def main() -> None:
@@ -39,14 +46,18 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--fill-steps", type=int, default=50)
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = ap.parse_args()
-    runtime = Runtime(RuntimeOptions(device=args.device))
+    runtime = Runtime(RuntimeOptions(device=args.device, threads=args.threads))
     h, w = 216, 384  # the engine's default working size for a 16:9 video
     rng = np.random.default_rng(0)
     L = rng.uniform(20, 80, (2, h, w)).astype(np.float32)
     with tempfile.TemporaryDirectory() as tmp:
         folder = write_tiny_sd(tmp)
-        print(f"tiny SD on {runtime.device}, {args.resolution} px short side, frames {w}x{h}")
+        import torch
+
+        print(f"tiny SD on {runtime.device} ({torch.get_num_threads()} CPU threads), {args.resolution} px short side, "
+              f"frames {w}x{h}")
         for cnet in (None, str(folder / "controlnet")):
             o = SDColorizerOptions(model=str(folder), controlnet=cnet, resolution=args.resolution, steps=args.steps)
             col = SDColorizer(load_sd(o, runtime), o, runtime)
@@ -54,8 +65,9 @@ def main() -> None:
             one = _timed(lambda c=col: c.colorize(L[:1], [0], Conditions()), args.repeat)
             two = _timed(lambda c=col: c.colorize(L, [0, 1], Conditions()), args.repeat)
             n = args.steps if cnet else max(1, round(args.steps * o.strength))
-            print(f"colorizer, {what}, {n} steps run, L_gray 1: {one:.2f} s/keyframe alone "
-                  f"({one / n:.2f} s/step), {two / 2:.2f} s/keyframe for 2 joint keyframes ({two / 2 / n:.2f} s/step)")
+            print(f"colorizer, {what}, {n} steps run, L_gray 1: {_fmt(one)} per keyframe alone "
+                  f"({_fmt(one, n)} per step); {_fmt(two, 2)} per keyframe for 2 joint keyframes "
+                  f"({_fmt(two, 2 * n)} per step)")
         ab = rng.uniform(-30, 30, (h, w, 2)).astype(np.float32)
         conf = np.ones((h, w), np.float32)
         conf[:, 2 * w // 3:] = 0.0
@@ -65,8 +77,8 @@ def main() -> None:
             f = SDFill(fill.runner.parts, SDFillOptions(model=str(folder), resolution=args.resolution,
                                                         steps=args.fill_steps, gray_steps=gray_steps), runtime)
             s = _timed(lambda f=f: f.fill(L[0], ab, conf), args.repeat)
-            print(f"fill, {args.fill_steps} steps, L_gray {gray_steps}: {s:.2f} s/filled frame "
-                  f"({s / args.fill_steps:.2f} s/step)")
+            print(f"fill, {args.fill_steps} steps, L_gray {gray_steps}: {_fmt(s)} per filled frame "
+                  f"({_fmt(s, args.fill_steps)} per step)")
 
 
 if __name__ == "__main__":

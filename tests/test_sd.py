@@ -4,11 +4,15 @@ The tiny model (:mod:`chromaflow.diffusion.tiny`) is written once per session
 into a temporary folder; nothing is downloaded.  Its colours mean nothing:
 these tests check the procedures (RePaint masking, the gray loss, joint and
 regional attention) and the pipeline's promises (frames, audio, luminance,
-determinism), not image quality.
+determinism), not image quality.  Frames are 64 pixels (8x8 latents), and
+torch runs on one thread here (restored after): the tiny networks' operations
+last microseconds, so a second thread only adds waiting, which on a machine
+busy with other work made this file 14 times slower.
 """
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -42,9 +46,22 @@ CPU = torch.device("cpu")
 SIZE = 64  # pixels: an 8x8 latent
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)  # torch's threads are process-wide: leave them as they were
+
+
 @pytest.fixture(scope="session")
 def tiny_sd(tmp_path_factory) -> Path:
     return write_tiny_sd(tmp_path_factory.mktemp("tiny_sd") / "sd")
+
+
+@pytest.fixture(scope="session")
+def tiny_inpaint_sd(tmp_path_factory) -> Path:
+    return write_tiny_sd(tmp_path_factory.mktemp("tiny_sd") / "inpaint", controlnet=False, inpainting=True)
 
 
 @pytest.fixture(scope="session")
@@ -134,6 +151,58 @@ def test_zero_gray_steps_is_plain_sampling(parts) -> None:
     assert not torch.equal(with_gray, x)
 
 
+def test_gray_loss_leaves_out_images_without_a_gray_mask(parts) -> None:
+    # a joint call's colour source has an all-zero gray mask: it is not decoded, the others step as alone
+    cond, uncond = _texts(parts)
+    noise, gray = _noise(20, 2), luma(_image(21, 2))
+    mask = torch.ones_like(gray)
+    mask[1] = 0.0
+    kw = dict(steps=3, guidance=3.0, gray_steps=1)
+    both = sample(parts, cond, uncond, (2, 4, 8, 8), torch.Generator(), noise=noise, gray=gray, gray_mask=mask, **kw)
+    alone = sample(parts, cond, uncond, (1, 4, 8, 8), torch.Generator(), noise=noise[:1], gray=gray[:1],
+                   gray_mask=mask[:1], **kw)
+    plain = sample(parts, cond, uncond, (2, 4, 8, 8), torch.Generator(), noise=noise, **kw)
+    torch.testing.assert_close(both[:1], alone, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(both[1:], plain[1:], atol=1e-5, rtol=1e-5)
+    assert (both[:1] - plain[:1]).abs().max() > 1e-3  # the gray loss acted on the first
+
+
+def test_controlnet_encodes_its_condition_once_per_call_exactly(control_parts, monkeypatch) -> None:
+    from chromaflow.diffusion import sampling
+
+    parts = control_parts
+    cond, uncond = _texts(parts)
+    noise, control = _noise(22), _image(23)
+    kw = dict(steps=3, guidance=3.0, noise=noise, control=control)
+    encoder = parts.controlnet.controlnet_cond_embedding
+    calls = []
+    hook = encoder.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        once = sample(parts, cond, uncond, tuple(noise.shape), torch.Generator(), **kw)
+    finally:
+        hook.remove()
+    assert len(calls) == 1 and parts.controlnet.controlnet_cond_embedding is encoder
+    monkeypatch.setattr(sampling, "_control_encoded_once", lambda *_: contextlib.nullcontext())
+    assert torch.equal(sample(parts, cond, uncond, tuple(noise.shape), torch.Generator(), **kw), once)
+    no_control = sample(parts, cond, uncond, tuple(noise.shape), torch.Generator(), steps=3, guidance=3.0,
+                        noise=noise)
+    assert (once - no_control).abs().max() > 1e-4  # the condition matters
+
+
+def test_known_latents_are_the_latents_of_the_images_with_known_cells(parts) -> None:
+    from chromaflow.colorizers.sd import SDRunner
+
+    runner = SDRunner(parts, SDColorizerOptions(resolution=SIZE), Runtime(RuntimeOptions(device="cpu")))
+    rgb = _image(30, 3)
+    known = torch.zeros(3, 1, SIZE, SIZE)
+    known[1] = 1.0  # a colour source
+    known[2, ..., :, :36] = 1.0  # the left 4 latent columns whole, the 5th partly
+    latents, keep = runner.known_latents(rgb, known)
+    assert not keep[0].any() and keep[1].all()
+    assert keep[2, ..., :4].all() and not keep[2, ..., 4:].any()
+    torch.testing.assert_close(latents[1:], encode_images(parts, rgb)[1:], atol=1e-5, rtol=1e-5)
+
+
 def test_joint_attention_of_identical_keyframes_is_the_single_frame_result(control_parts) -> None:
     parts = control_parts
     cond, uncond = _texts(parts)
@@ -183,14 +252,13 @@ def _lightness(seed: int = 0, n: int = 1, h: int = 48, w: int = 72) -> np.ndarra
     return np.stack([gray_to_lightness(cv2.resize(g, (w, h), interpolation=cv2.INTER_LINEAR)) for g in gray])
 
 
-def test_fill_keeps_known_colours_and_fills_the_rest(tiny_sd: Path, tmp_path: Path) -> None:
+def test_fill_keeps_known_colours_and_fills_the_rest(tiny_sd: Path, tiny_inpaint_sd: Path) -> None:
     runtime = Runtime(RuntimeOptions(device="cpu"))
     L = _lightness(1)[0]
     ab = np.random.default_rng(2).uniform(-40, 40, (*L.shape, 2)).astype(np.float32)
     conf = np.zeros(L.shape, np.float32)
     conf[:, :36] = 1.0
-    inpaint_dir = write_tiny_sd(tmp_path / "inpaint", controlnet=False, inpainting=True)
-    for folder in (tiny_sd, inpaint_dir):  # a base checkpoint and an inpainting one
+    for folder in (tiny_sd, tiny_inpaint_sd):  # a base checkpoint and an inpainting one
         options = SDFillOptions(model=str(folder), resolution=SIZE, steps=3, gray_steps=1)
         from chromaflow.colorizers.sd import load_sd
 

@@ -191,12 +191,20 @@ class SDRunner:
 
     def known_latents(self, rgb: torch.Tensor, known: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Latents of ``rgb`` ``(T, 3, H, W)`` and the ``(T, 1, h, w)`` mask of latent cells whose pixels are
-        all ``known`` (``(T, 1, H, W)`` in {0, 1})."""
+        all ``known`` (``(T, 1, H, W)`` in {0, 1}).  Only the images with a known cell are encoded (the
+        sampler reads the latents nowhere else); the others' latents are zeros."""
         from chromaflow.diffusion.sampling import encode_images
 
         f = self.parts.vae_scale
-        cells = -F.max_pool2d(-known.float(), f, f)
-        return encode_images(self.parts, rgb), (cells >= 0.5).to(self.parts.dtype)
+        keep = (-F.max_pool2d(-known.float(), f, f) >= 0.5).to(self.parts.dtype)
+        rows = keep.flatten(1).amax(1) > 0
+        if bool(rows.all()):
+            return encode_images(self.parts, rgb), keep
+        shape = (len(rgb), self.parts.latent_channels, *keep.shape[-2:])
+        latents = torch.zeros(shape, device=self.parts.device, dtype=self.parts.dtype)
+        if bool(rows.any()):
+            latents[rows] = encode_images(self.parts, rgb[rows]).to(latents.dtype)
+        return latents, keep
 
     def chroma(self, latents: torch.Tensor, lightness: np.ndarray) -> np.ndarray:
         """Decoded latents -> ``(T, h, w, 2)`` Lab ab of the colour image, brought to the frames' size."""

@@ -8,6 +8,9 @@ change only what it attends to:
   plus a colour reference last when there is one), and each image's queries
   attend to the keys and values of every image of its group: GCG's extended
   self-attention, so the keyframes agree and a reference lends its colours.
+  As every image of a group attends to the same keys, this is self-attention
+  over the group's tokens laid end to end: one sequence of ``group * N``
+  tokens, whose keys and values are projected once (not once per image).
   With ``group == 1`` it is plain self-attention.
 * :class:`RegionalAttnProcessor` (cross-attention, ``attn2``): the generic
   prompt's cross-attention everywhere, and inside each region's mask the
@@ -59,9 +62,12 @@ class JointAttnProcessor:
         b, n, c = hidden_states.shape
         if b % g:
             raise ValueError(f"batch of {b} is not a whole number of groups of {g}")
-        # (B/g, g*N, C): the tokens of every image of the group, then one copy per image
+        # (B/g, g*N, C): the tokens of every image of the group
         joint = hidden_states.reshape(b // g, g * n, c)
-        joint = joint[:, None].expand(-1, g, -1, -1).reshape(b, g * n, c)
+        if attention_mask is None and attn.group_norm is None and attn.spatial_norm is None:
+            # token-wise layers only (Stable Diffusion's attn1): the group's queries in one sequence
+            return self._plain(attn, joint, None, None, temb).reshape(b, n, -1)
+        joint = joint[:, None].expand(-1, g, -1, -1).reshape(b, g * n, c)  # keys and values: one copy per image
         return self._plain(attn, hidden_states, joint, attention_mask, temb)
 
 

@@ -16,11 +16,15 @@ any of:
   clean latent, so the scheduler's step starts from the corrected
   prediction).  Each step is a Polyak step: it removes the fraction
   ``gray_weight`` of the linearised gray error.  ``gray_steps=0`` is plain
-  sampling, bit for bit;
+  sampling, bit for bit.  Only the images whose ``gray_mask`` is not all zero
+  are decoded (a colour source of a joint call, fully known, is not: its step
+  would be zero);
 * **image-to-image** from ``init`` latents at ``strength`` (the gray frame,
   when no ControlNet conditions on it);
-* **a ControlNet** conditioned on ``control`` images (the gray frame as RGB),
-  and an inpainting UNet's extra inputs (``inpaint``: mask and masked-image latents);
+* **a ControlNet** conditioned on ``control`` images (the gray frame as RGB;
+  its conditioning encoder, which sees them at full resolution, runs once per
+  call, not once per step: the images do not change), and an inpainting
+  UNet's extra inputs (``inpaint``: mask and masked-image latents);
 * **joint attention** across the batch and **regional prompts**
   (:mod:`chromaflow.diffusion.attention`).
 
@@ -32,7 +36,8 @@ for Stable Diffusion).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
@@ -97,6 +102,45 @@ def gray_step(parts: SDParts, latents: torch.Tensor, eps: torch.Tensor, alpha_ba
     norm2 = grad.flatten(1).pow(2).sum(1).clamp(min=1e-20)
     step = (weight * err.detach() / norm2).view(-1, *([1] * (grad.ndim - 1)))
     return (x.detach() - step * grad).to(latents.dtype)
+
+
+def _gray_steps(parts: SDParts, latents: torch.Tensor, eps: torch.Tensor, alpha_bar: torch.Tensor,
+                gray: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor | None, steps: int,
+                weight: float) -> torch.Tensor:
+    """``steps`` :func:`gray_step` calls on the batch images ``rows`` (``None``: all of them)."""
+    if rows is None:
+        for _ in range(steps):
+            latents = gray_step(parts, latents, eps, alpha_bar, gray, mask, weight)
+        return latents
+    sub, sub_eps, sub_gray, sub_mask = latents[rows], eps[rows], gray[rows], mask[rows]
+    for _ in range(steps):
+        sub = gray_step(parts, sub, sub_eps, alpha_bar, sub_gray, sub_mask, weight)
+    return latents.index_copy(0, rows, sub)
+
+
+class _Reused(torch.nn.Module):
+    """A module whose output for one input tensor (that very object) is computed once and reused."""
+
+    def __init__(self, module: torch.nn.Module, x: torch.Tensor) -> None:
+        super().__init__()
+        self.module, self.x, self.out = module, x, module(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out if x is self.x else self.module(x)
+
+
+@contextlib.contextmanager
+def _control_encoded_once(controlnet, control: torch.Tensor | None) -> Iterator[None]:
+    """Inside the block ``controlnet`` encodes the ``control`` images (the same tensor at every step) once."""
+    encoder = getattr(controlnet, "controlnet_cond_embedding", None)
+    if control is None or not isinstance(encoder, torch.nn.Module):
+        yield
+        return
+    controlnet.controlnet_cond_embedding = _Reused(encoder, control)
+    try:
+        yield
+    finally:
+        controlnet.controlnet_cond_embedding = encoder
 
 
 def inpaint_inputs(parts: SDParts, rgb: torch.Tensor, unknown: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -183,7 +227,14 @@ def sample(
     extra = tuple(twice(x) for x in inpaint) if inpaint is not None and parts.inpainting else None
     if regions is not None and cfg:
         regions = Regions(regions.embeds, regions.masks, slice(b, 2 * b))
-    with processors(parts.unet, parts.controlnet, group=b if joint else 1, regions=regions):
+    rows = None
+    if gray is not None and gray_steps > 0:
+        gray = gray.to(dev)
+        gray_mask = (gray_mask if gray_mask is not None else torch.ones_like(gray)).to(dev)
+        some = gray_mask.flatten(1).amax(1) > 0
+        rows = None if bool(some.all()) else some.nonzero().flatten()
+    with processors(parts.unet, parts.controlnet, group=b if joint else 1, regions=regions), \
+            _control_encoded_once(parts.controlnet, control_in):
         for i, t in enumerate(timesteps):
             x_in = twice(latents)
             residuals = {}
@@ -196,11 +247,9 @@ def sample(
             if cfg:
                 eps_u, eps_c = eps.chunk(2)
                 eps = eps_u + guidance * (eps_c - eps_u)
-            if gray is not None and gray_steps > 0:
-                mask = gray_mask if gray_mask is not None else torch.ones_like(gray)
-                for _ in range(int(gray_steps)):
-                    latents = gray_step(parts, latents, eps, sched.alphas_cumprod[int(t)].to(dev), gray.to(dev),
-                                        mask.to(dev), gray_weight)
+            if gray is not None and gray_steps > 0 and (rows is None or len(rows)):
+                latents = _gray_steps(parts, latents, eps, sched.alphas_cumprod[int(t)].to(dev), gray, gray_mask,
+                                      rows, int(gray_steps), gray_weight)
             latents = sched.step(eps, t, latents, eta=0.0, return_dict=False)[0]
             nxt = int(timesteps[i + 1]) if i + 1 < len(timesteps) else -1
             if keep is not None:
