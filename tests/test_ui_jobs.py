@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 import threading
 import time
 import zipfile
@@ -349,6 +350,30 @@ def test_jobs_colorize_and_preview_with_one_set_of_components(clips, jobs: JobQu
     assert lab_chroma(gray_rgb).max() < 1.0 < 8.0 < lab_chroma(color).mean()
 
 
+def test_jobs_on_an_image_and_a_zip_of_frames(clips, jobs: JobQueue, tmp_path: Path) -> None:
+    gray = [to_gray_rgb(f) for f in clips.frames[:4]]
+    archive = _zip(tmp_path / "scan.zip", {f"reel/frame_{i + 1}.png": _png_bytes(g) for i, g in enumerate(gray)})
+    image = write_png(tmp_path / "photo.png", gray[0])
+    request = JobRequest(mode="references", references=((clips.reference, 0),), work_size=96, fps=8)
+    outputs = {}
+    for name, upload in (("zip", archive), ("image", image)):
+        folder = jobs.new_folder("colorize")
+        input = stage_input(upload, folder, jobs.limits, request.fps)
+        job = jobs.submit("colorize", folder, colorize_work(input, job_options(ColorizeOptions(), request, folder),
+                                                            jobs.components))
+        assert job.finished.wait(120) and job.state == "done", job.error
+        outputs[name] = (input, job.result)
+    (frames_dir, zipped), (photo, single) = outputs["zip"], outputs["image"]
+    assert frames_dir.name == "frames" and zipped.output.name == "frames_color.mp4" and zipped.frames == 4
+    from chromaflow.io.source import open_source
+
+    with open_source(zipped.output) as src:
+        assert (src.info.n_frames, float(src.info.fps)) == (4, 8.0)
+    assert single.output.name == "photo_color.png" and single.frames == 1
+    g, c = views.compare_frames(photo, single.output, 0)
+    assert np.abs(cv2.cvtColor(c, cv2.COLOR_RGB2GRAY).astype(int) - g[..., 0]).max() <= 1  # the gray is kept
+
+
 # ---- what is shown ------------------------------------------------------------------------------------------
 
 def test_progress_line() -> None:
@@ -360,6 +385,7 @@ def test_progress_line() -> None:
 
 def test_palette_text_is_colors_never_a_path(tmp_path: Path) -> None:
     assert views.ui_palette("#aa3311, 2040ff").hex() == ["#aa3311", "#2040ff"]
+    assert len(views.ui_palette("rust, navy, #2040ff").hex()) == 3  # names as on the command line
     assert len(views.ui_palette("auto").hex()) == 5
     photo = write_png(tmp_path / "photo.png", make_clip_frames(1)[0])
     for text in (str(photo), "photo.png", "../x", "C:\\x"):
@@ -429,6 +455,19 @@ def test_ui_command_passes_limits_and_warns_off_loopback(monkeypatch, tmp_path: 
     assert r.exit_code == 0 and "warning: listening on 0.0.0.0: anyone who can reach this machine" in r.output
     r = invoke("ui", "--host", "::1")
     assert "listening on" not in r.output
+
+
+def test_ui_without_gradio_is_a_one_line_error(monkeypatch, tmp_path: Path) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "gradio", None)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    for name in ("GRADIO_TEMP_DIR", "GRADIO_ANALYTICS_ENABLED"):  # serve sets them: restored after the test
+        monkeypatch.setenv(name, "")
+    r = invoke("ui")
+    assert r.exit_code == 3 and 'chromaflow ui needs Gradio: pip install "chromaflow[ui]"' in r.output
+    assert not list(tmp_path.glob("chromaflow-ui-*"))  # the job root made for it is gone
 
 
 def test_ui_needs_no_gradio_to_import() -> None:

@@ -271,8 +271,8 @@ def build_app(jobs: JobQueue, base: ColorizeOptions | None = None):
                     ref_frames = gr.Textbox(label="Their frame numbers, in upload order (from 0; leave empty for "
                                                   "related photos)", placeholder="0, 120", elem_id="ref-frames")
                 with gr.Group(visible=False) as palette_box:
-                    palette_text = gr.Textbox(label="Palette (hex colors, at most 5)",
-                                              placeholder="#a8442a, #2f5d8a, #d9c9a3", elem_id="palette")
+                    palette_text = gr.Textbox(label="Palette (hex codes or color names, at most 5)",
+                                              placeholder="#a8442a, navy, sand", elem_id="palette")
                     with gr.Row():
                         picker = gr.ColorPicker(value="#a8442a", label="Pick a color", elem_id="picker")
                         add_color = gr.Button("Add color", size="sm")
@@ -372,6 +372,6 @@ def serve(host: str = "127.0.0.1", port: int = 7860, limits: Limits | None = Non
         demo.queue(max_size=64)
         log.info("chromaflow ui on http://%s:%d (Ctrl-C stops it; job files in %s)", host, port, jobs.root)
         demo.launch(server_name=host, server_port=port, max_file_size=int(jobs.limits.max_upload_mb * 1e6),
-                    ssr_mode=False, show_error=True, quiet=True, inbrowser=False, allowed_paths=[str(jobs.root)])
+                    ssr_mode=False, show_error=True, quiet=True, inbrowser=False)
     finally:
         jobs.close()

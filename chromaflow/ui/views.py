@@ -69,7 +69,7 @@ def status_text(job: Job, ahead: int) -> str:
 
 
 def ui_palette(text: str):
-    """The palette of the colours typed or picked (hex codes, or ``auto``), never a path.
+    """The palette of the colours typed or picked (hex codes, colour names, or ``auto``), never a path.
 
     Returns:
         a :class:`~chromaflow.guidance.palette.Palette`.
