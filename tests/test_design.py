@@ -137,7 +137,8 @@ def test_config_file_gives_the_same_run_as_the_flags(clips, tmp_path: Path) -> N
     a, b = tmp_path / "a.mp4", tmp_path / "b.mp4"
     assert invoke("colorize", clips.gray_video, "-o", a, *flags).exit_code == 0
     text = r.stdout.replace("work_max_side = 384", "work_max_side = 96").replace(
-        "references = []", f'references = [{{ path = "{clips.reference}", frame = 0 }}]')
+        "references = []", f'references = [{{ path = "{clips.reference}", frame = 0 }}]').replace(
+        "crf = 18", "crf = 0")  # as --crf 0: lossless, so the frames compare exactly
     cfg.write_text(text)
     assert invoke("colorize", clips.gray_video, "-o", b, "--config", cfg).exit_code == 0
     for x, y in zip(read_frames(a), read_frames(b)):
@@ -294,7 +295,8 @@ def test_components_are_built_once_and_reused(clips, tmp_path: Path) -> None:
     from chromaflow.runtime import Runtime, RuntimeOptions
 
     components = Components(Runtime(RuntimeOptions(device="cpu")))
-    opts = ColorizeOptions(references=(chromaflow.ReferenceSpec(clips.reference, 0),), progress=False)
+    opts = ColorizeOptions(references=(chromaflow.ReferenceSpec(clips.reference, 0),), progress=False,
+                           lossless=True)  # the frames compare exactly
     a = chromaflow.pipeline.colorize(clips.gray_video, tmp_path / "a.mp4", opts, components=components)
     flow = components.build("flow", "dis")
     b = chromaflow.pipeline.colorize(clips.gray_video, tmp_path / "b.mp4", opts, components=components)

@@ -72,9 +72,10 @@ def test_colorize_video_with_reference(clips, tmp_path: Path) -> None:
     assert audio_packets(out) == audio_packets(clips.gray_audio_video)
 
     for k, (g, x) in enumerate(zip(got, inp)):
-        # luminance rule: the output's gray is the input's gray
+        # luminance rule: the output's gray is the input's gray, to within what the default H.264 4:2:0 at
+        # crf 18 moves it (frame-directory outputs below check it to the level)
         d = np.abs(gray_of(g).astype(int) - gray_of(x).astype(int))
-        assert (d <= 1).mean() >= 0.99, k
+        assert d.mean() < 1.5 and np.percentile(d, 99) <= 6, k
         # colour was added
         assert lab_chroma(g).mean() > lab_chroma(x).mean() + 15.0
         # red square: the output's chroma points at the true red, not at gray
