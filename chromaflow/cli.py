@@ -153,7 +153,26 @@ def _options_from_flags(config: Path | None, flags: dict):
             raise InputError(f"--flow: {exc}") from None
         options = replace(options, flow=Choice(name, flow_options))
     options = options.resolved()
-    return _model_flags(options, flags)
+    return _sd_flags(_model_flags(options, flags), flags)
+
+
+def _sd_flags(options, flags: dict):
+    """``--sd-model``, ``--controlnet``: the model of the Stable Diffusion backends (``--colorizer sd``, ``--fill sd``)."""
+    from dataclasses import replace
+
+    from chromaflow.pipeline.options import Choice
+
+    given = {k: flags[f] for k, f in (("model", "sd_model"), ("controlnet", "controlnet")) if flags.get(f)}
+    if not given:
+        return options
+    kinds = [k for k in ("colorizer", "fill") if getattr(options, k).name == "sd"]
+    if not kinds:
+        raise InputError(f"{', '.join('--' + f.replace('_', '-') for f in ('sd_model', 'controlnet') if flags.get(f))}"
+                         " sets the Stable Diffusion backends: add --colorizer sd and/or --fill sd")
+    for kind in kinds:
+        choice = getattr(options, kind)
+        options = replace(options, **{kind: Choice("sd", replace(choice.options, **given))})
+    return options
 
 
 def _model_flags(options, flags: dict):
@@ -262,6 +281,13 @@ def colorize(
     ] = None,
     saturation: Annotated[
         Optional[float], typer.Option(min=0.0, max=4.0, help="Gain on the model's predicted chroma (default: the model card's).")
+    ] = None,
+    sd_model: Annotated[
+        Optional[str], typer.Option(help="Stable Diffusion for --colorizer sd / --fill sd: diffusers folder, "
+                                         ".safetensors, or hub id.")
+    ] = None,
+    controlnet: Annotated[
+        Optional[str], typer.Option(help="ControlNet on the gray frame for the sd backends (folder, file, hub id).")
     ] = None,
     save_masks: Annotated[
         Optional[Path], typer.Option(help="Folder for the prompt's object masks and hints per grounded frame.")
@@ -696,6 +722,47 @@ def demo(
     logging.getLogger("chromaflow").info(
         "wrote %s: %d frames in %.1f s (%s)", result.output, result.frames, result.seconds, rate(result.fps)
     )
+
+
+@app.command()
+@_handle_errors
+def ui(
+    host: Annotated[str, typer.Option(help="Address to listen on; other than 127.0.0.1 the app is open to the network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 7860,
+    config: Annotated[
+        Optional[Path], typer.Option("--config", "-c", help="Run configuration every job starts from (TOML; chromaflow config).")
+    ] = None,
+    max_upload_mb: Annotated[float, typer.Option(min=1, help="Largest upload, in MB.")] = 500.0,
+    max_seconds: Annotated[float, typer.Option(min=1, help="Longest input, in seconds of video.")] = 600.0,
+    keep_minutes: Annotated[float, typer.Option(min=1, help="How long a finished job's files stay for download.")] = 60.0,
+    model_dir: Annotated[
+        Optional[list[Path]], typer.Option("--model-dir", help="Folder of downloaded model files (a mirror); repeatable.")
+    ] = None,
+) -> None:
+    """Colorize in a web browser: upload, preview the keyframes, colorize, compare and download.
+
+    Needs Gradio (pip install "chromaflow[ui]"). Jobs run one at a time; each has its own temporary folder,
+    removed afterwards.
+    """
+    _setup_logging()
+    import ipaddress
+
+    from chromaflow.pipeline import ColorizeOptions, load_config
+    from chromaflow.store import configure_store
+    from chromaflow.ui.jobs import Limits
+
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        logging.getLogger("chromaflow").warning(
+            "listening on %s: anyone who can reach this machine can upload files and use its CPU or GPU", host)
+    configure_store(model_dir or ())
+    base = load_config(config) if config is not None else ColorizeOptions()
+    from chromaflow.ui.app import serve
+
+    serve(host, port, Limits(max_upload_mb, max_seconds, keep_minutes=keep_minutes), base)
 
 
 def _stop_on_signal(signum, frame) -> None:
