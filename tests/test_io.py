@@ -264,6 +264,22 @@ def test_default_video_output_plays_everywhere(clips, tmp_path: Path) -> None:
         assert d.mean() < 1.5 and np.percentile(d, 99) <= 6  # a noisy 96x64 clip; lossless: test above
 
 
+def test_default_video_output_is_the_same_file_every_time(clips, tmp_path: Path) -> None:
+    """The same frames give the same lossy file (x264's macroblock tree made them differ one encode in three)."""
+    digests = set()
+    with open_source(clips.gray_audio_video) as src:
+        info, pts = src.info, [f.pts for f in src]
+    kept = []
+    for k in range(6):
+        out = tmp_path / f"{k}.mp4"
+        with open_sink(out, info) as sink:
+            for rgb, p in zip(clips.frames, pts):
+                sink.write(rgb, p)
+        digests.add(out.read_bytes())
+        kept.append(read_frames(out))  # decoding in between (and keeping the frames) is what made them differ
+    assert len(digests) == 1
+
+
 @pytest.mark.parametrize("codec,ext,pix_fmt,tag", [
     ("h265", ".mp4", "yuv420p", "hvc1"), ("prores", ".mov", "yuv422p10le", "apch"), ("ffv1", ".mkv", "yuv444p", None)])
 def test_video_codecs(clips, tmp_path: Path, codec: str, ext: str, pix_fmt: str, tag: str | None) -> None:

@@ -243,7 +243,11 @@ class VideoFileSink(FrameSink):
         cc.colorspace = 6  # SMPTE 170M (BT.601), the matrix frames are converted with
         cc.color_range = 1  # limited ("tv") range
         if enc.codec == "h264":
-            stream.options = {"crf": str(0 if enc.exact else enc.crf), "preset": enc.preset}
+            # x264's macroblock tree made lossy outputs of the same frames differ from run to run here (one
+            # encode in three or so, by up to 30 levels; threads=1 did not help): it is off, so the same input,
+            # options and seed give the same file
+            stream.options = {"crf": str(0 if enc.exact else enc.crf), "preset": enc.preset,
+                              **({} if enc.exact else {"x264-params": "mbtree=0"})}
         elif enc.codec == "h265":
             params = "log-level=error" + (":lossless=1" if enc.exact else "")
             stream.options = {"crf": str(enc.crf), "preset": enc.preset, "x265-params": params}
