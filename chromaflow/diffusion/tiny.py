@@ -4,7 +4,9 @@
 model (``model_index.json``, ``unet/``, ``vae/``, ``text_encoder/``,
 ``tokenizer/``, ``scheduler/``) plus a tiny ControlNet in ``controlnet/``,
 every network at most a few hundred thousand parameters, so every code path
-of the ``sd`` backends runs on a CPU in seconds.  The networks are random:
+of the ``sd`` backends runs on a CPU: in a fraction of a second per call on
+the tests' 64-pixel frames, in seconds at 512 pixels (the README's figures,
+``scripts/sd_speed.py``).  The networks are random:
 their colours mean nothing.  The tokenizer is a byte-level CLIP BPE tokenizer
 whose vocabulary (the 256 byte symbols, alone and word-final, and the two
 special tokens) and empty merge list are written here.  The VAE downsamples by
