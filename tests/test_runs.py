@@ -261,7 +261,7 @@ def test_killed_process_resumes(shots_clip, whole, tmp_path: Path, sig) -> None:
     finished shots; the same command then resumes and gives the uninterrupted output."""
     video, ref, _ = shots_clip
     out = tmp_path / "out.mp4"
-    cmd = _cli("colorize", video, "-o", out, "--reference", ref, "--reference-frame", "0")
+    cmd = _cli("colorize", video, "-o", out, "--reference", ref, "--reference-frame", "0", "--lossless")
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     _wait_for(default_work_dir(out) / "shot_00000.mkv", proc)
     proc.send_signal(sig)
@@ -283,7 +283,8 @@ def test_killed_process_resumes(shots_clip, whole, tmp_path: Path, sig) -> None:
 def test_frame_range_equals_the_full_run_there(shots_clip, whole, tmp_path: Path) -> None:
     video, ref, frames = shots_clip
     out = tmp_path / "range.mp4"
-    r = invoke("colorize", video, "-o", out, "--reference", ref, "--reference-frame", "0", "--frames", "5:22")
+    r = invoke("colorize", video, "-o", out, "--reference", ref, "--reference-frame", "0", "--frames", "5:22",
+               "--lossless")
     assert r.exit_code == 0, r.output
     got = read_frames(out)
     _same(got, whole[5:22])

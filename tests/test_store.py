@@ -189,6 +189,7 @@ def test_lpips_weights_come_through_the_store(tmp_path: Path, monkeypatch) -> No
     entry = manifest["lpips_alexnet"]
     manifest["lpips_alexnet"] = ModelEntry(entry.name, entry.file, entry.urls, hashlib.sha256(data).hexdigest())
     monkeypatch.setattr(store_module, "_DEFAULT", ModelStore(manifest, mirrors=[mirror], offline=True))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # a converted file in the real ~/.cache would be used first
     net = load_lpips_alex(tmp_path / "npz")
     assert (tmp_path / "npz" / "lpips_alex.npz").exists()  # converted once, cached
     img = rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)
