@@ -303,10 +303,17 @@ def test_unguided_readout_of_a_bin_head():
         net.out_bins.weight.normal_(0, 2.0)
     encoder = load_efficientnet_lite0(pretrained=False)
     light = np.tile(np.linspace(20, 80, 64, dtype=np.float32), (48, 1))[None]
-    opts = ModelOptions(saturation=1.0, model_side=64)
+    opts = ModelOptions(saturation=1.0, model_side=64, bin_readout=True)
     cold = ChromaModel(net, "regression", replace_temp(opts, 0.2), encoder=encoder).predict(light)
     warm = ChromaModel(net, "regression", replace_temp(opts, 1.0), encoder=encoder).predict(light)
     assert np.abs(cold).mean() > np.abs(warm).mean() + 0.5
+    # the read-out off (the default): the regression head's output, whatever the temperature
+    from dataclasses import replace
+
+    off = replace(opts, bin_readout=False)
+    head = ChromaModel(net, "regression", replace_temp(off, 0.2), encoder=encoder).predict(light)
+    assert np.array_equal(head, ChromaModel(net, "regression", replace_temp(off, 1.0), encoder=encoder).predict(light))
+    assert not np.allclose(head, cold, atol=0.5)
     # with a palette the network's regression output is used: the bin temperature changes nothing
     pal = Guidance(palette_lab=np.array([[50, 40, 20]], np.float32))
     a = ChromaModel(net, "regression", replace_temp(opts, 0.2), encoder=encoder).predict(light, pal)

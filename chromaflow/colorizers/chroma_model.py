@@ -81,10 +81,10 @@ class ModelOptions:
     model_side: int = 256
     max_side: int = 512
     max_group: int = 6
-    saturation: float = 1.5
-    blend: float = 0.5
+    saturation: float = 1.6
+    blend: float = 1.0
     regression_weights: str | None = None
-    bin_readout: bool = True
+    bin_readout: bool = False
     bin_temperature: float = 0.38
     bin_prior_power: float = 0.0
     sampler: SamplerOptions = field(default_factory=lambda: SamplerOptions(steps=12, temperature=1.0))
@@ -265,6 +265,8 @@ class ChromaModel:
             if self.kind == "regression":
                 x0 = (unguided_regression(self.network) if unguided else
                       self.sampler.guided(denoise, zeros, ones, use_pal, use_txt))
+            elif unguided and self.companion is not None and self.options.blend >= 1:
+                x0 = unguided_regression(self.companion)  # the sample would get no weight: not drawn
             else:
                 known = (mg >= 0.999).float()
                 x0 = self.sampler.sample(
