@@ -151,6 +151,8 @@ def test_train_is_reproducible_and_resumes_exactly(photos, tmp_path, fake_text):
     part = tmp_path / "part"
     assert train(cfg, part, quiet=True, echo=lines.append, stop_at=3) is None
     assert not (part / "model.safetensors").exists()
+    snapshot, _ = load_model(part / "model_step3.safetensors")  # the weights so far, usable as they are
+    assert snapshot.config == cfg.model
     resumed = train(None, part, resume=True, quiet=True, echo=lines.append)
     assert any("paused at step 3" in m for m in lines) and any("resumed at step 3" in m for m in lines)
     a, _ = load_model(full)

@@ -303,7 +303,8 @@ def train(
         resume: continue from ``out_dir/checkpoint.pt``.
         quiet: no progress bar while caching features.
         echo: where log lines go besides ``train.log``.
-        stop_at: pause after this step (a checkpoint is written; continue with
+        stop_at: pause after this step (a checkpoint is written, and the EMA
+            weights so far as ``model_step<N>.safetensors``; continue with
             ``resume=True``), for runs split over several sessions.  Returns
             ``None`` when paused before the end.
     """
@@ -370,7 +371,9 @@ def train(
     while step < cfg.steps:
         if stop_at is not None and step >= stop_at:
             _save_checkpoint(paths.checkpoint, cfg, model, ema, opt, step)
-            log(f"paused at step {step}; continue with --resume")
+            snapshot = paths.root / f"model_step{step}.safetensors"  # the EMA weights so far, usable as they are
+            save_model(ema, snapshot, kind=cfg.kind, extra={"steps": str(step), "seed": str(cfg.seed)})
+            log(f"paused at step {step} (weights so far: {snapshot}); continue with --resume")
             return None
         rng = np.random.default_rng([cfg.seed, step])
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
