@@ -174,7 +174,7 @@ def main() -> None:
         lpips = load_lpips_alex()
     _, val = split_photos(list_photos(args.photos), 0.1, 0)
     picks = np.linspace(0, len(val) - 1, min(args.max_photos, len(val))).round().astype(int)
-    photos = [(val[i].name, read_rgb(val[i])) for i in sorted(set(picks))]
+    photos = [(val[i].name, read_rgb(val[i])) for i in sorted(set(picks))] if args.max_photos > 0 else []
     frames = clip_frames(args.clips, args.frames_per_clip)
     sets = [("held-out photos", photos), ("clip frames", frames)]
     if args.frames is not None:
@@ -182,7 +182,7 @@ def main() -> None:
         picks = np.linspace(0, len(fval) - 1, min(args.max_frames, len(fval))).round().astype(int)
         sets.append(("held-out video frames", [(fval[i].name, read_rgb(fval[i])) for i in sorted(set(picks))]))
     results, counts = {}, {}
-    for set_name, items in sets:
+    for set_name, items in [(n, i) for n, i in sets if i]:  # --max-photos 0 or an empty --clips folder: not scored
         print(f"{set_name}: {len(items)} images", flush=True)
         results[set_name] = evaluate(items, models, args, lpips)
         counts[set_name] = len(items)
