@@ -37,14 +37,19 @@ def main() -> None:
     ap.add_argument("--clips", type=Path, default=Path("../shared/data/clips"))
     ap.add_argument("--frames", type=Path, default=None)
     ap.add_argument("--gains", default="1.0,1.2,1.3,1.4,1.5,1.6")
+    ap.add_argument("--sets", default="photos,clips,frames", help="which of photos, clips, frames to score")
     args = ap.parse_args()
     net, meta = load_model(args.model)
     model = ChromaModel(net, meta.get("kind", "regression"), ModelOptions(saturation=1.0))
-    _, val = split_photos(list_photos(args.photos), 0.1, 0)
-    picks = np.linspace(0, len(val) - 1, 270).round().astype(int)
-    sets = {"held-out photos": [read_rgb(val[i]) for i in sorted(set(picks))],
-            "clip frames": [rgb for _, rgb in clip_frames(args.clips, 4)]}
-    if args.frames is not None:
+    chosen = set(args.sets.split(","))
+    sets = {}
+    if "photos" in chosen:
+        _, val = split_photos(list_photos(args.photos), 0.1, 0)
+        picks = np.linspace(0, len(val) - 1, 270).round().astype(int)
+        sets["held-out photos"] = [read_rgb(val[i]) for i in sorted(set(picks))]
+    if "clips" in chosen:
+        sets["clip frames"] = [rgb for _, rgb in clip_frames(args.clips, 4)]
+    if args.frames is not None and "frames" in chosen:
         _, fval = split_frames(list_photos(args.frames), DataConfig.frames_val_fraction, 0)
         picks = np.linspace(0, len(fval) - 1, min(120, len(fval))).round().astype(int)
         sets["held-out video frames"] = [read_rgb(fval[i]) for i in sorted(set(picks))]
