@@ -63,7 +63,9 @@ class ModelOptions:
             held-out photos and clip frames (model card).
         blend: share of the regression baseline's prediction mixed into an
             unguided diffusion sample (0 = the sample alone): the regression is
-            the restrained estimate, the sample the decisive one.
+            the restrained estimate, the sample the decisive one; 1 (the
+            default since the second-generation regression model) = the
+            regression alone, and no sample is drawn.
         regression_weights: the regression model for ``blend`` (``None``: the
             shipped one).
         bin_readout: for a regression network with a chroma-bin head, its
