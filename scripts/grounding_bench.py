@@ -42,7 +42,7 @@ def main() -> None:
 
     specs = load_prompts(args.prompts)
     grounder = Components(Runtime(RuntimeOptions(device="cpu"))).build("grounder", args.grounder)
-    rows, times = [], []
+    rows, times, slow = [], [], []
     for clip, spec in specs.items():
         path = next((p for p in args.clips.iterdir() if p.stem == clip), None)
         if path is None:
@@ -66,6 +66,7 @@ def main() -> None:
             t0 = time.perf_counter()
             g = grounder.ground(gray, prompt)
             times.append(time.perf_counter() - t0)
+            slow.append((times[-1], clip, index))
             by_object = {o.phrase.object: o for o in g.objects}
             for b in spec.boxes:
                 if b.frame != index:
@@ -87,6 +88,7 @@ def main() -> None:
     hits = sum(cov >= 0.5 for *_, cov, _ in rows)
     lines += ["", f"boxes covered: {hits} of {len(rows)}; grounding per keyframe at {long_side} px: median "
                   f"{statistics.median(times):.3f} s, worst {max(times):.3f} s ({len(times)} keyframes)"]
+    lines += ["slowest keyframes: " + ", ".join(f"{c} {i} {t:.3f} s" for t, c, i in sorted(slow, reverse=True)[:5])]
     text = "\n".join(lines)
     print(text)
     if args.markdown:

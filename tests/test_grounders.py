@@ -226,6 +226,124 @@ def test_twenty_objects_in_one_prompt() -> None:
     assert {o.phrase.object for o in g.objects if o.found} >= {"car", "shirt", "trousers"}
 
 
+def test_instance_words_say_one_person_or_all_and_where() -> None:
+    def said(text):
+        out, prev = [], None
+        for p in parse_prompt(text).phrases:
+            prev = G.instances_of(p, prev)
+            out.append((p.object, prev.one, prev.where))
+        return out
+
+    assert said("a girl in a blue dress, a pink pillow") == [("dress", True, None), ("pillow", True, None)]
+    assert said("two men in grey suits") == [("suits", False, None)]
+    assert said("people in blue coats") == [("coats", False, None)]
+    assert said("the man on the left in a red shirt and blue jeans") == [("shirt", True, "left"),
+                                                                          ("jeans", True, "left")]
+    assert said("red cups on a white table") == [("cups", False, None), ("table", True, None)]
+    assert said("the red car on the right.") == [("car", True, "right")]
+    assert said("a grey shirt, green grass") == [("shirt", False, None), ("grass", False, None)]  # whose: all
+
+
+LEFT, RIGHT = (8, 30, 38, 110), (70, 10, 110, 110)  # a child at the edge, a bigger one in the middle
+
+
+class TwoPeople(FakeModels):
+    """Two people; the pose follows each box (shoulders a fifth of the way down, hips at the middle)."""
+
+    def get(self, what):
+        if what == "coco":
+            self.calls["coco"] = self.calls.get("coco", 0) + 1
+            return lambda gray: [D.Detection("person", 0.8, LEFT), D.Detection("person", 0.85, RIGHT),
+                                 D.Detection("person", 0.5, (9, 31, 38, 108))]  # the left one again
+        if what == "pose":
+            self.calls["pose"] = self.calls.get("pose", 0) + 1
+
+            def pose(gray, box):
+                self.calls["pose runs"] = self.calls.get("pose runs", 0) + 1
+                x0, y0, x1, y1 = box
+                w, h = x1 - x0, y1 - y0
+                pts = np.zeros((33, 3), np.float32)
+                pts[:, 2] = 1.0
+                pts[:, :2] = (x0 + w / 2, y0 + 0.08 * h)
+                for i, (fx, fy) in {11: (0.2, 0.2), 12: (0.8, 0.2), 13: (0.1, 0.35), 14: (0.9, 0.35),
+                                    23: (0.3, 0.5), 24: (0.7, 0.5), 25: (0.3, 0.75), 26: (0.7, 0.75),
+                                    27: (0.3, 0.97), 28: (0.7, 0.97)}.items():
+                    pts[i, :2] = (x0 + fx * w, y0 + fy * h)
+                mask = np.zeros((H, W), np.float32)
+                mask[int(y0):int(y1), int(x0):int(x1)] = 1.0
+                return pts, mask, 0.9
+            return pose
+        return super().get(what)
+
+
+def _two_people_scene() -> np.ndarray:
+    gray = np.full((H, W), 150, np.uint8)
+    for x0, y0, x1, y1 in (LEFT, RIGHT):
+        gray[y0:y1, x0:x1] = 200
+    return gray
+
+
+def _owner_of(mask) -> str:
+    left = (mask[LEFT[1]:LEFT[3], LEFT[0]:LEFT[2]] >= 0.5).sum()
+    right = (mask[RIGHT[1]:RIGHT[3], RIGHT[0]:RIGHT[2]] >= 0.5).sum()
+    return "both" if left and right else "left" if left else "right" if right else "none"
+
+
+def test_a_garment_of_one_person_goes_to_that_person_only() -> None:
+    g = _auto()
+    g.models = TwoPeople(g.options)
+    gray = _two_people_scene()
+    owner = lambda text: [_owner_of(o.mask) for o in g.ground(gray, parse_prompt(text)).objects]  # noqa: E731
+    assert owner("a girl in a blue dress") == ["right"]  # the most prominent: bigger, nearer the middle
+    assert owner("the boy on the left in a red shirt and grey shorts") == ["left", "left"]
+    assert owner("two kids in blue shirts") == ["both"]
+    assert owner("a blue shirt") == ["both"]  # a garment alone does not say whose
+    assert g.models.calls["pose runs"] == 4 * 2  # the duplicate box of the left child is the same person
+
+
+class CloseUp(FakeModels):
+    """A head and shoulders filling the frame: the detector sees no person, the selfie segmenter does."""
+
+    def get(self, what):
+        self.calls[what] = self.calls.get(what, 0) + 1
+        if what == "coco":
+            return lambda gray: []
+        if what == "selfie":
+            def selfie(gray):
+                out = np.zeros((H, W), np.float32)
+                out[20:, 30:130] = 1.0  # head and shoulders to the bottom of the frame
+                return out
+            return selfie
+        if what == "face":
+            return lambda gray: [D.Detection("face", 0.9, (60, 20, 100, 60))]
+        if what == "pose":
+            raise AssertionError("the pose model is not run on a close-up")
+        return super().get(what)
+
+
+def test_a_close_up_finds_the_clothes_below_the_face() -> None:
+    g = _auto()
+    g.models = CloseUp(g.options)
+    suit, = g.ground(_scene(), parse_prompt("a charcoal suit")).objects
+    assert suit.found and suit.grounder == "parts"
+    rows = np.nonzero((suit.mask >= 0.5).any(1))[0]
+    assert rows.min() >= 60 and rows.max() >= H - 3  # under the chin, down to the frame's edge
+    cols = np.nonzero((suit.mask >= 0.5).any(0))[0]
+    assert cols.min() >= 27 and cols.max() <= 132  # inside the person
+
+
+def test_a_pose_with_shoulders_at_the_neck_is_not_believed() -> None:
+    pts = np.zeros((33, 3), np.float32)
+    pts[:, 2] = 1.0
+    for i, xy in {0: (50, 20), 11: (40, 40), 12: (60, 40), 23: (42, 70), 24: (58, 70)}.items():
+        pts[i, :2] = xy
+    assert G.plausible_pose(pts)
+    assert not G.plausible_pose(pts, face=(40, 5, 60, 45))  # the chin below the "shoulders"
+    pts[[23, 24], 1] = 48  # hips just under the shoulders
+    assert not G.plausible_pose(pts)
+    assert not G.plausible_pose(None)
+
+
 def test_refine_box_methods() -> None:
     gray = _scene()
     for method in ("grabcut", "box"):

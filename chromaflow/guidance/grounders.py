@@ -140,11 +140,74 @@ CLASS_WORDS: dict[str, dict[str, tuple[str, ...]]] = {
 _PRIORITY = ("parts", "person", "voc", "coco", "road", "sky")
 
 
+
 def _norm(text: str) -> str:
     words = text.lower().replace("-", " ").split()
     if words:
         words[-1] = _singular(words[-1])
     return " ".join(words)
+
+
+# ---------------------------------------------------------------------------- instance words
+
+_PLURAL_PEOPLE = frozenset({"people", "men", "women", "children", "kids", "crowd", "persons", "boys", "girls",
+                            "players", "dancers", "soldiers", "pedestrians", "everyone", "family", "couple"})
+_NUMBERS = frozenset({"two", "three", "four", "five", "six", "several", "many", "some", "all", "both", "few"})
+_SINGULAR_ARTICLES = frozenset({"a", "an", "one", "the", "this", "that"})
+_PLACES = {"left": "left", "right": "right", "middle": "middle", "center": "middle", "centre": "middle",
+           "foreground": "front", "front": "front", "background": "back", "back": "back"}
+
+
+@dataclass(frozen=True)
+class Instances:
+    """Which instances of a class a prompt phrase means.
+
+    Attributes:
+        one: a single instance ("a girl in a blue dress", "the car on the
+            left"): the most prominent one, or the one at ``where``;
+            ``False``: every instance found ("red cups", "two men in suits").
+        where: ``"left"``, ``"right"``, ``"middle"``, ``"front"`` (largest) or
+            ``"back"`` (smallest), or ``None``.
+    """
+
+    one: bool = False
+    where: str | None = None
+
+
+def instances_of(phrase, previous: Instances | None = None) -> Instances:
+    """What a :class:`~chromaflow.guidance.prompt.ColorPhrase` says of its instances.
+
+    Position words before the colour or after the object ("on the left", "in
+    the background") say which.  A garment or body part belongs to the person
+    named before it ("a girl in a blue dress": one person; "two men in grey
+    suits": all); a phrase joined
+    by "and" / "with" keeps the person of the phrase before ("the man on the
+    left in a red shirt and blue jeans").  Any other object is one instance
+    when it is a singular noun after an article ("a blue mug") and all of them
+    otherwise ("red cups", "green grass").  ``previous`` is the previous
+    phrase's answer.
+    """
+    before = [w for w in phrase.before if w.isalpha()]
+    where = next((_PLACES[w] for w in (*before, *phrase.after) if w in _PLACES), None)
+    people = [i for i, w in enumerate(before) if w in PERSON_WORDS or w in _PLURAL_PEOPLE]
+    if people:
+        k = people[-1]
+        word = before[k]
+        plural = word in _PLURAL_PEOPLE or _singular(word) != word and word not in ("boss", "actress")
+        counted = k > 0 and before[k - 1] in _NUMBERS
+        return Instances(one=not (plural or counted), where=where)
+    if previous is not None and before[:1] in (["and"], ["with"]):
+        return previous
+    obj = (phrase.object or "").split()
+    if not obj or (obj[-1] in _WORN or _norm(obj[-1]) in _WORN):
+        return Instances(one=False, where=where)  # a garment word alone does not say whose: every person's
+    singular = _singular(obj[-1]) == obj[-1]
+    article = bool(before) and before[-1] in _SINGULAR_ARTICLES
+    return Instances(one=singular and (article or where is not None), where=where)
+
+
+#: words of the person-parts grounder (garments, skin, hair, faces)
+_WORN = frozenset(_norm(n) for names in _PARTS_WORDS.values() for n in names)
 
 
 @dataclass(frozen=True)
@@ -297,7 +360,8 @@ class _Models:
         self._lock = threading.Lock()
 
     def get(self, what: str):
-        """The wrapper ``what`` (``coco``, ``voc``, ``parts``, ``road``, ``face``, ``pose``), or ``None`` if unavailable."""
+        """The wrapper ``what`` (``coco``, ``voc``, ``parts``, ``road``, ``selfie``, ``face``, ``pose``), or
+        ``None`` if unavailable."""
         with self._lock:
             if what in self._made:
                 return self._made[what]
@@ -314,6 +378,8 @@ class _Models:
                     made = D.PartsSegmenter(D.load_model("skin_clothes_hair", self.threads, self.device))
                 elif what == "road":
                     made = D.RoadSegmenter(D.load_model("road_segmentation", self.threads, self.device))
+                elif what == "selfie":
+                    made = D.PersonSegmenter(D.load_model("selfie_segmentation", self.threads, self.device))
                 elif what == "face":
                     made = D.FaceDetector(D.load_model("face_detection_full_range", self.threads, self.device),
                                           full_range=True)
@@ -341,8 +407,9 @@ class FrameCache:
     _done: dict[str, object] = field(default_factory=dict)
 
     def get(self, what: str):
-        """``coco`` detections, ``voc`` / ``parts`` / ``road`` probability stacks, ``face`` boxes,
-        ``people`` (per person: box, landmarks, mask), or ``None`` when that model is unavailable."""
+        """``coco`` detections, ``voc`` / ``parts`` / ``road`` probability stacks, ``selfie`` person
+        probability, ``face`` boxes, ``people`` (per person: box, landmarks, mask), or ``None`` when that
+        model is unavailable."""
         if what not in self._done:
             if what == "people":
                 self._done[what] = self._people()
@@ -351,29 +418,72 @@ class FrameCache:
                 self._done[what] = None if model is None else model(self.gray)
         return self._done[what]
 
+    def people(self, instances: Instances | None = None):
+        """The people a phrase means (:func:`pick`, by :func:`person_prominence`), or ``None``."""
+        people = self.get("people")
+        if people is None:
+            return None
+        W = self.gray.shape[1]
+        return pick(people, [d.box for d, _, _ in people], [person_prominence(d.box, m) for d, _, m in people],
+                    instances, W)
+
+    def _person_boxes(self, dets) -> tuple[list, bool]:
+        """``(detections, from the selfie segmenter)``: the COCO person detections, one per person (a box
+        overlapping a stronger one by IoU 0.6 or more is the same person); where there is none, the
+        people the selfie segmenter sees (close-ups and head-and-shoulders shots, which the detector
+        misses on gray frames), one per blob of 2 % of the frame or more."""
+        boxes = []
+        for d in sorted((d for d in dets if d.label == "person"), key=lambda d: -d.score):
+            if all(_iou(d.box, b.box) < 0.6 for b in boxes):
+                boxes.append(d)
+        selfie = None if boxes else self.get("selfie")
+        if selfie is None:
+            return boxes, False
+        H, W = self.gray.shape
+        n, labels, stats, _ = cv2.connectedComponentsWithStats((selfie >= 0.5).astype(np.uint8))
+        for k in range(1, n):
+            x, y, w, h, area = stats[k]
+            if area >= 0.02 * H * W:
+                score = 0.8 * float(selfie[labels == k].mean())
+                boxes.append(D.Detection("person", score, (float(x), float(y), float(x + w), float(y + h))))
+        return boxes, True
+
     def _people(self):
         dets = self.get("coco")
         if dets is None:
             return None
-        pose = self.models.get("pose")
+        boxes, close_up = self._person_boxes(dets)
+        pose = self.models.get("pose") if boxes and not close_up else None
+        faces = (self.get("face") or []) if pose is not None else []
         out = []
-        for d in dets:
-            if d.label != "person":
+        for d in boxes:
+            box_mask = _box_mask(d.box, self.gray.shape)
+            if close_up:  # seen by the selfie segmenter only: a close-up, where the pose model fails
+                out.append((d, None, _feather(self._person_mask(d.box, box_mask), self.gray)))
                 continue
             if pose is None:
                 out.append((d, None, refine_box(self.gray, d.box, self.models.options.refine)))
                 continue
             pts, mask, score = pose(self.gray, d.box)
-            x0, y0, x1, y1 = (int(round(v)) for v in d.box)
-            box_mask = np.zeros_like(mask)
-            pad = round(0.05 * max(x1 - x0, y1 - y0))
-            box_mask[max(0, y0 - pad):y1 + pad, max(0, x0 - pad):x1 + pad] = 1.0
+            x0, y0, x1, y1 = d.box
             person = mask * box_mask
-            if score < 0.5 or float((person > 0.5).sum()) < 0.2 * (x1 - x0) * (y1 - y0):
-                person = refine_box(self.gray, d.box, self.models.options.refine)  # pose missed: the box's own mask
-                pts = None
+            face = [f.box for f in faces if _inside(f.box, d.box)]
+            if (score < 0.5 or float((person > 0.5).sum()) < 0.2 * (x1 - x0) * (y1 - y0)
+                    or not plausible_pose(pts, face[0] if face else None)):
+                person, pts = self._person_mask(d.box, box_mask), None  # pose missed (close-ups, cut-off bodies)
             out.append((d, pts, _feather(person, self.gray)))
         return out
+
+    def _person_mask(self, box, box_mask: np.ndarray) -> np.ndarray:
+        """A person's mask without a pose: the selfie segmenter's inside the box where it sees the person
+        (it is made for people near the camera), else the box refined along the luminance edges."""
+        selfie = self.get("selfie")
+        if selfie is not None:
+            person = selfie * box_mask
+            x0, y0, x1, y1 = box
+            if float((person >= 0.5).sum()) >= 0.2 * (x1 - x0) * (y1 - y0):
+                return person.astype(np.float32)
+        return refine_box(self.gray, box, self.models.options.refine)
 
 
 # ---------------------------------------------------------------------------- grounders
@@ -400,8 +510,11 @@ class DetectorGroundingOptions:
             saturated (blue jeans: about 30-40); its chroma is lowered at a
             constant OKLab hue until it is under the cap
             (:func:`~chromaflow.guidance.grounding.plausible_rgb`); 0 keeps the named chroma.
-        cam: options of the class-activation-map fallback (it reads fewer
-            windows than ``--grounder cam`` alone, to keep grounding fast).
+        cam: options of the class-activation-map fallback (it reads the whole
+            frame only, where ``--grounder cam`` alone also reads squares of
+            it: on the prompt benchmark the fallback found none of the boxed
+            objects either way, and the squares took half of a keyframe's
+            grounding time).
     """
 
     coco_model: str = "deimv2_femto_coco"
@@ -412,7 +525,7 @@ class DetectorGroundingOptions:
     use: tuple[str, ...] = ("parts", "person", "voc", "coco", "road", "sky", "cam")
     hint_strength: float = 0.9
     max_chroma: float = 30.0
-    cam: GroundingOptions = field(default_factory=lambda: GroundingOptions(window_scales=(1.0,)))
+    cam: GroundingOptions = field(default_factory=lambda: GroundingOptions(window_scales=()))
 
     def __post_init__(self) -> None:
         if self.refine not in ("grabcut", "box"):
@@ -422,6 +535,27 @@ class DetectorGroundingOptions:
             raise ValueError(f"unknown grounder {unknown[0]!r} in use (known: {', '.join([*CLASS_WORDS, 'cam'])})")
         if self.coco_model not in ("deimv2_femto_coco", "deimv2_atto_coco"):
             raise ValueError(f"coco_model must be deimv2_femto_coco or deimv2_atto_coco, got {self.coco_model!r}")
+
+
+def pick(items: Sequence, boxes: Sequence[tuple[float, float, float, float]], prominence: Sequence[float],
+         instances: Instances | None, width: int) -> list:
+    """The items (detections, people) a phrase means: all of them, or the one at ``instances.where``,
+    or else the most prominent (largest ``prominence``).  ``boxes``: ``(x0, y0, x1, y1)`` pixels."""
+    if instances is None or not instances.one or len(items) <= 1:
+        return list(items)
+    cx = [(b[0] + b[2]) / 2 for b in boxes]
+    area = [(b[2] - b[0]) * (b[3] - b[1]) for b in boxes]
+    key = {"left": lambda i: -cx[i], "right": lambda i: cx[i], "middle": lambda i: -abs(cx[i] - width / 2),
+           "front": lambda i: area[i], "back": lambda i: -area[i]}.get(instances.where or "", lambda i: prominence[i])
+    return [items[max(range(len(items)), key=key)]]
+
+
+def person_prominence(box, mask: np.ndarray) -> float:
+    """How much a person is the subject of a frame: the area of their mask, less towards the sides
+    (a child in the middle of a bedroom over a brother half out of the frame at its edge)."""
+    W = mask.shape[1]
+    off = abs((box[0] + box[2]) / 2 - W / 2) / (W / 2)
+    return float((mask >= 0.5).mean()) * (1.0 - 0.8 * min(1.0, off))
 
 
 class ClassGrounder:
@@ -438,9 +572,11 @@ class ClassGrounder:
     def describe(self, key: str) -> str:
         return f"{self.name} class '{key}'"
 
-    def locate(self, frame: FrameCache, key: str) -> tuple[np.ndarray, float] | None:
-        """``(mask (H, W) in [0, 1], evidence in [0, 1])`` of class ``key`` in the frame; a zero mask if it is
-        not there; ``None`` if this grounder's model is unavailable."""
+    def locate(self, frame: FrameCache, key: str, instances: Instances | None = None
+               ) -> tuple[np.ndarray, float] | None:
+        """``(mask (H, W) in [0, 1], evidence in [0, 1])`` of class ``key`` in the frame (of the instances
+        :func:`pick` chooses, for grounders that see instances); a zero mask if it is not there; ``None``
+        if this grounder's model is unavailable."""
         raise NotImplementedError
 
 
@@ -448,21 +584,22 @@ class CocoGrounder(ClassGrounder):
     name = "coco"
     needs = ("coco",)
 
-    def locate(self, frame, key):
+    def locate(self, frame, key, instances=None):
         dets = frame.get("coco")
         if dets is None:
             return None
         H, W = frame.gray.shape
         mask, evidence = np.zeros((H, W), np.float32), 0.0
+        mine = [d for d in dets if d.label == key]
+        mine = pick(mine, [d.box for d in mine], [d.score for d in mine], instances, W)
         voc_key = _COCO_TO_VOC.get(key)
         prior = None
-        if voc_key is not None and "voc" in self.options.use and any(d.label == key for d in dets):
+        if voc_key is not None and "voc" in self.options.use and mine:
             stack = frame.get("voc")
             prior = None if stack is None else D.to_frame(stack[D.VOC_CLASSES.index(voc_key)], (H, W))
-        for d in dets:
-            if d.label == key:
-                mask = np.maximum(mask, refine_box(frame.gray, d.box, self.options.refine, prior))
-                evidence = max(evidence, d.score)
+        for d in mine:
+            mask = np.maximum(mask, refine_box(frame.gray, d.box, self.options.refine, prior))
+            evidence = max(evidence, d.score)
         return mask, evidence
 
 
@@ -490,7 +627,7 @@ class VocGrounder(ClassGrounder):
     name = "voc"
     needs = ("voc",)
 
-    def locate(self, frame, key):
+    def locate(self, frame, key, instances=None):  # semantic classes: no instances
         stack = frame.get("voc")
         if stack is None:
             return None
@@ -500,10 +637,10 @@ class VocGrounder(ClassGrounder):
 
 class PersonGrounder(ClassGrounder):
     name = "person"
-    needs = ("coco", "pose")
+    needs = ("coco", "pose", "selfie")
 
-    def locate(self, frame, key):
-        people = frame.get("people")
+    def locate(self, frame, key, instances=None):
+        people = frame.people(instances)
         if people is None:
             return None
         H, W = frame.gray.shape
@@ -518,10 +655,10 @@ class PartsGrounder(ClassGrounder):
     """Skin, hair, faces and clothes inside each person; clothes split at the hips into upper and lower body."""
 
     name = "parts"
-    needs = ("coco", "pose", "parts", "face")
+    needs = ("coco", "pose", "selfie", "parts", "face")
 
-    def locate(self, frame, key):
-        people = frame.get("people")
+    def locate(self, frame, key, instances=None):
+        people = frame.people(instances)
         if people is None:
             return None
         H, W = frame.gray.shape
@@ -568,7 +705,8 @@ class PartsGrounder(ClassGrounder):
                 piece = np.maximum(clothes, person * ((skin < 0.5) & (hair < 0.5)) * 0.8)
                 region = _garment_region(key, pts, (H, W))
                 if region is None:  # no usable pose: horizontal bands of a standing person's box
-                    top, hips, feet = _body_lines(det.box, pts)
+                    face = [f.box for f in frame.get("face") or [] if _inside(f.box, det.box)]
+                    top, hips, feet = _body_lines(det.box, pts, face[0] if face else None)
                     rows = np.arange(H, dtype=np.float32)[:, None]
                     lo, hi = {"upper": (top, hips), "lower": (hips, feet)}.get(key, (top, feet))
                     region = ((rows >= lo) & (rows < hi)).astype(np.float32)
@@ -580,6 +718,23 @@ class PartsGrounder(ClassGrounder):
         return mask, evidence
 
 
+def _box_mask(box, shape: tuple[int, int]) -> np.ndarray:
+    """``(H, W)`` ones in ``box`` widened by 5 % of its longer side."""
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    out = np.zeros(shape, np.float32)
+    pad = round(0.05 * max(x1 - x0, y1 - y0))
+    out[max(0, y0 - pad):y1 + pad, max(0, x0 - pad):x1 + pad] = 1.0
+    return out
+
+
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
 def _inside(inner, outer) -> bool:
     cx, cy = (inner[0] + inner[2]) / 2, (inner[1] + inner[3]) / 2
     return outer[0] <= cx <= outer[2] and outer[1] <= cy <= outer[3]
@@ -588,6 +743,27 @@ def _inside(inner, outer) -> bool:
 #: which garment word covers which body parts (``dress``-like words: the torso and the thighs)
 _GARMENT_PARTS = {"upper": ("torso", "upper arms"), "lower": ("hips", "legs"),
                   "dress": ("torso", "hips", "thighs"), "outfit": ("torso", "upper arms", "hips", "legs")}
+
+
+def plausible_pose(pts, face=None) -> bool:
+    """Whether 33 BlazePose landmarks ``(x, y, visibility)`` look like a body: the nose and the chin of
+    ``face`` (a face box in the person's box, or ``None``) not below the shoulders and, where the hips
+    are seen, a torso at least 0.6 shoulder widths long.  On close-ups (a head and shoulders filling the
+    frame) the landmark model puts the shoulders at the neck and invents hips just below them; garments
+    are then placed from the face instead."""
+    if pts is None:
+        return False
+    if min(pts[11, 2], pts[12, 2]) < 0.5:
+        return True  # no shoulders: nothing to check (the garment regions need them anyway)
+    shoulder_y = float(pts[[11, 12], 1].mean())
+    width = float(np.linalg.norm(pts[11, :2] - pts[12, :2]))
+    if face is not None and face[3] > shoulder_y:
+        return False
+    if pts[0, 2] >= 0.5 and float(pts[0, 1]) > shoulder_y:
+        return False
+    if min(pts[23, 2], pts[24, 2]) >= 0.5 and float(pts[[23, 24], 1].mean()) - shoulder_y < 0.6 * width:
+        return False
+    return True
 
 
 def _garment_region(key: str, pts, shape: tuple[int, int]) -> np.ndarray | None:
@@ -632,12 +808,19 @@ def _garment_region(key: str, pts, shape: tuple[int, int]) -> np.ndarray | None:
     return out.astype(np.float32)
 
 
-def _body_lines(box, pts) -> tuple[float, float, float]:
+def _body_lines(box, pts, face=None) -> tuple[float, float, float]:
     """``(top of the clothes, hip line, bottom of the clothes)`` rows of one person: from the pose
-    (shoulders, hips, ankles) where it saw them, else the usual proportions of a standing person's box."""
+    (shoulders, hips, ankles) where it saw them, else the usual proportions of a standing person's box;
+    the clothes start under the chin of a face found in the box (a close-up), at the box's top when
+    the box starts at the frame's top with no face (the head out of the frame)."""
     x0, y0, x1, y1 = box
     height = y1 - y0
     top, hips, feet = y0 + 0.15 * height, y0 + 0.5 * height, y0 + 0.95 * height
+    if face is not None:
+        top = face[3] + 0.15 * (face[3] - face[1])
+        hips = max(hips, top + 2.5 * (face[3] - face[1]))  # about 2.5 face heights from chin to hips
+    elif y0 <= 2:
+        top = y0
     if pts is not None:
         if min(pts[11, 2], pts[12, 2]) > 0.5:
             top = float(min(pts[11, 1], pts[12, 1])) - 0.03 * height
@@ -654,7 +837,7 @@ class RoadGrounder(ClassGrounder):
     name = "road"
     needs = ("road",)
 
-    def locate(self, frame, key):
+    def locate(self, frame, key, instances=None):
         stack = frame.get("road")
         if stack is None:
             return None
@@ -669,7 +852,7 @@ ROAD_INDEX = {name: i for i, name in enumerate(D.ROAD_CLASSES)}
 class SkyGrounder(ClassGrounder):
     name = "sky"
 
-    def locate(self, frame, key):
+    def locate(self, frame, key, instances=None):
         mask = sky_mask(frame.gray)
         return mask, 1.0 if mask.any() else 0.0
 
@@ -768,7 +951,7 @@ class AutoGrounder(Grounder):
         missing = []
         for g in self.grounders.values():
             for kind in g.needs:
-                pkg = D.missing_runtime("tflite" if kind in ("face", "pose") else "onnx")
+                pkg = D.missing_runtime("tflite" if kind in ("face", "pose", "selfie") else "onnx")
                 if pkg:
                     missing.append(f"{g.name} ({pkg})")
                     break
@@ -786,7 +969,9 @@ class AutoGrounder(Grounder):
         frame = FrameCache(gray, self.models)
         maps, evidence, used, names = [], [], [], []
         cam_phrases = []
+        inst = None
         for i, p in enumerate(phrases):
+            inst = instances_of(p, inst)
             cands, cam = self.candidates(p.object)
             best_mask, best_ev, best_by = np.zeros((H, W), np.float32), 0.0, None
             top = cands[0].score if cands else 0.0
@@ -794,7 +979,7 @@ class AutoGrounder(Grounder):
             for c in cands:
                 if c.score < top - 0.05:
                     break
-                got = self.grounders[c.grounder].locate(frame, c.key)
+                got = self.grounders[c.grounder].locate(frame, c.key, inst)
                 if got is None:
                     unavailable += 1
                     continue

@@ -14,7 +14,7 @@ never silently dropped; so are objects given two different colours.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -94,11 +94,20 @@ class ColorPhrase:
         name: the colour as written (modifiers included), e.g. ``"light blue"``.
         rgb: ``(3,)`` ``uint8`` sRGB.
         object: the object words, e.g. ``"car"``; ``None`` if no object follows.
+        before: the words between the previous phrase (or punctuation) and the
+            colour, e.g. ``("a", "girl", "in", "a")`` for "a girl in a blue
+            dress": whose object it is ("girl", one person) and where ("on
+            the left") for grounders that use instances.
+        after: the words after the object up to the next punctuation when no
+            other colour comes first (``("on", "the", "right")`` for "the red
+            car on the right.").
     """
 
     name: str
     rgb: np.ndarray
     object: str | None
+    before: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -160,6 +169,8 @@ def parse_prompt(text: str) -> ParsedPrompt:
     style: list[str] = []
     unknown: list[str] = []
     i = 0
+    context: list[str] = []  # words since the last phrase or punctuation
+    open_clause = False  # a phrase was found since the last punctuation
     while i < len(words):
         mods: list[str] = []
         j = i
@@ -175,11 +186,18 @@ def parse_prompt(text: str) -> ParsedPrompt:
                 unknown.append(w)
             elif w in STYLE_WORDS:
                 style.append(w)
+            if w in _PUNCT:
+                if phrases and context and open_clause:
+                    phrases[-1] = replace(phrases[-1], after=tuple(context))
+                context, open_clause = [], False
+            else:
+                context.append(w)
             i += 1
             continue
         if not mods and name in STYLE_WORDS and j2 < len(words) and words[j2] in {"look", "tones", "tone", "style"}:
             style.append(name)  # "sepia look": a style, not a colour for an object
             i = j2 + 1
+            context = []
             continue
         rgb = _modified(rgb, name, mods)
         k = j2
@@ -197,8 +215,11 @@ def parse_prompt(text: str) -> ParsedPrompt:
             obj_words.append(w)
             k += 1
         obj = " ".join(obj_words) if obj_words else None
-        phrases.append(ColorPhrase(" ".join([*mods, name]), rgb, obj))
+        phrases.append(ColorPhrase(" ".join([*mods, name]), rgb, obj, tuple(context)))
         i = k
+        context, open_clause = [], True
+    if phrases and context and open_clause:
+        phrases[-1] = replace(phrases[-1], after=tuple(context))
     by_object: dict[str, list[str]] = {}
     for p in phrases:
         if p.object:
