@@ -298,7 +298,23 @@ def test_a_garment_of_one_person_goes_to_that_person_only() -> None:
     assert owner("the boy on the left in a red shirt and grey shorts") == ["left", "left"]
     assert owner("two kids in blue shirts") == ["both"]
     assert owner("a blue shirt") == ["both"]  # a garment alone does not say whose
-    assert g.models.calls["pose runs"] == 4 * 2  # the duplicate box of the left child is the same person
+    assert owner("the man on the right in a grey suit") == ["right"]
+    assert g.models.calls["pose runs"] == 5 * 2  # the duplicate box of the left child is the same person
+
+
+def test_different_owner_words_are_different_people() -> None:
+    class OnePerson(TwoPeople):
+        def get(self, what):
+            if what == "coco":
+                return lambda gray: [D.Detection("person", 0.8, LEFT)]
+            return super().get(what)
+
+    g = _auto()
+    text = "a girl in a blue dress, the boy on the left in a white t-shirt"
+    g.models = OnePerson(g.options)
+    assert [_owner_of(o.mask) for o in g.ground(_two_people_scene(), parse_prompt(text)).objects] == ["left", "none"]
+    g.models = TwoPeople(g.options)
+    assert [_owner_of(o.mask) for o in g.ground(_two_people_scene(), parse_prompt(text)).objects] == ["right", "left"]
 
 
 class CloseUp(FakeModels):

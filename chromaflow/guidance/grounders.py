@@ -168,10 +168,13 @@ class Instances:
             ``False``: every instance found ("red cups", "two men in suits").
         where: ``"left"``, ``"right"``, ``"middle"``, ``"front"`` (largest) or
             ``"back"`` (smallest), or ``None``.
+        who: the person word a garment or body part belongs to (``"girl"``), or
+            ``None``; phrases of the same single person share that person.
     """
 
     one: bool = False
     where: str | None = None
+    who: str | None = None
 
 
 def instances_of(phrase, previous: Instances | None = None) -> Instances:
@@ -195,7 +198,8 @@ def instances_of(phrase, previous: Instances | None = None) -> Instances:
         word = before[k]
         plural = word in _PLURAL_PEOPLE or _singular(word) != word and word not in ("boss", "actress")
         counted = k > 0 and before[k - 1] in _NUMBERS
-        return Instances(one=not (plural or counted), where=where)
+        one = not (plural or counted)
+        return Instances(one=one, where=where, who=f"{word} {where or ''}".strip() if one else None)
     if previous is not None and before[:1] in (["and"], ["with"]):
         return previous
     obj = (phrase.object or "").split()
@@ -400,11 +404,15 @@ class FrameCache:
 
     Attributes:
         gray: ``(H, W)`` ``uint8``.
+        owners: the single people the prompt names (:attr:`Instances.who`), in prompt order; each
+            is a different person of the frame (:meth:`people`).
     """
 
     gray: np.ndarray
     models: _Models
+    owners: tuple[Instances, ...] = ()
     _done: dict[str, object] = field(default_factory=dict)
+    _claims: dict[str, int | None] | None = None
 
     def get(self, what: str):
         """``coco`` detections, ``voc`` / ``parts`` / ``road`` probability stacks, ``selfie`` person
@@ -419,13 +427,34 @@ class FrameCache:
         return self._done[what]
 
     def people(self, instances: Instances | None = None):
-        """The people a phrase means (:func:`pick`, by :func:`person_prominence`), or ``None``."""
+        """The people a phrase means, or ``None`` when the models are unavailable: the person of its
+        owner (:meth:`_claim`), or those :func:`pick` chooses by :func:`person_prominence`."""
         people = self.get("people")
         if people is None:
             return None
-        W = self.gray.shape[1]
+        if instances is not None and instances.one and instances.who:
+            k = self._claim().get(instances.who)
+            return [] if k is None else [people[k]]
         return pick(people, [d.box for d, _, _ in people], [person_prominence(d.box, m) for d, _, m in people],
-                    instances, W)
+                    instances, self.gray.shape[1])
+
+    def _claim(self) -> dict[str, int | None]:
+        """Which person each owner is: different owner words are different people ("a girl in a blue
+        dress, the boy on the left in white": one person in the frame is the girl, not also the boy).
+        Owners without a position choose first (the most prominent), then those with one."""
+        if self._claims is None:
+            people = self.get("people") or []
+            self._claims, taken = {}, set()
+            for inst in sorted(self.owners, key=lambda o: o.where is not None):
+                if inst.who in self._claims:
+                    continue
+                free = [i for i in range(len(people)) if i not in taken]
+                chosen = pick(free, [people[i][0].box for i in free],
+                              [person_prominence(people[i][0].box, people[i][2]) for i in free], inst,
+                              self.gray.shape[1]) if free else []
+                self._claims[inst.who] = chosen[0] if chosen else None
+                taken.update(chosen)
+        return self._claims
 
     def _person_boxes(self, dets) -> tuple[list, bool]:
         """``(detections, from the selfie segmenter)``: the COCO person detections, one per person (a box
@@ -540,10 +569,16 @@ class DetectorGroundingOptions:
 def pick(items: Sequence, boxes: Sequence[tuple[float, float, float, float]], prominence: Sequence[float],
          instances: Instances | None, width: int) -> list:
     """The items (detections, people) a phrase means: all of them, or the one at ``instances.where``,
-    or else the most prominent (largest ``prominence``).  ``boxes``: ``(x0, y0, x1, y1)`` pixels."""
+    or else the most prominent (largest ``prominence``).  ``boxes``: ``(x0, y0, x1, y1)`` pixels.
+    "On the left" / "on the right" only take items whose centre is in that half of the frame (the
+    girl alone in the right half is not "the boy on the left")."""
+    cx = [(b[0] + b[2]) / 2 for b in boxes]
+    if instances is not None and instances.where in ("left", "right"):
+        side = [i for i in range(len(items)) if (cx[i] < width / 2) == (instances.where == "left")]
+        items, boxes, prominence = [items[i] for i in side], [boxes[i] for i in side], [prominence[i] for i in side]
+        cx = [cx[i] for i in side]
     if instances is None or not instances.one or len(items) <= 1:
         return list(items)
-    cx = [(b[0] + b[2]) / 2 for b in boxes]
     area = [(b[2] - b[0]) * (b[3] - b[1]) for b in boxes]
     key = {"left": lambda i: -cx[i], "right": lambda i: cx[i], "middle": lambda i: -abs(cx[i] - width / 2),
            "front": lambda i: area[i], "back": lambda i: -area[i]}.get(instances.where or "", lambda i: prominence[i])
@@ -966,12 +1001,15 @@ class AutoGrounder(Grounder):
         H, W = gray.shape
         if not phrases:
             return Grounding((), np.zeros((H, W, 2), np.float32), np.zeros((H, W), np.float32))
-        frame = FrameCache(gray, self.models)
+        insts, inst = [], None
+        for p in phrases:
+            inst = instances_of(p, inst)
+            insts.append(inst)
+        frame = FrameCache(gray, self.models, tuple(i for i in insts if i.one and i.who))
         maps, evidence, used, names = [], [], [], []
         cam_phrases = []
-        inst = None
         for i, p in enumerate(phrases):
-            inst = instances_of(p, inst)
+            inst = insts[i]
             cands, cam = self.candidates(p.object)
             best_mask, best_ev, best_by = np.zeros((H, W), np.float32), 0.0, None
             top = cands[0].score if cands else 0.0
