@@ -316,11 +316,15 @@ def refine_box(gray: np.ndarray, box: tuple[float, float, float, float], method:
         bx0, by0 = int((x0 - cx0) * s), int((y0 - cy0) * s)
         bx1, by1 = max(bx0 + 2, int(np.ceil((x1 - cx0) * s))), max(by0 + 2, int(np.ceil((y1 - cy0) * s)))
         gc[by0:by1, bx0:bx1] = cv2.GC_PR_FGD
-        # the box's centre is most likely the object
+        # the box's centre is most likely the object: its pixels near the centre's median gray level
+        # (not the cups standing in the middle of a table's box)
         iy0, iy1 = by0 + (by1 - by0) // 3, by1 - (by1 - by0) // 3
         ix0, ix1 = bx0 + (bx1 - bx0) // 3, bx1 - (bx1 - bx0) // 3
         if iy1 > iy0 and ix1 > ix0:
-            gc[iy0:iy1, ix0:ix1] = cv2.GC_FGD
+            centre = small[iy0:iy1, ix0:ix1].astype(np.float32)
+            typical = np.abs(centre - np.median(centre)) <= max(12.0, float(np.percentile(
+                np.abs(centre - np.median(centre)), 50)))
+            gc[iy0:iy1, ix0:ix1][typical] = cv2.GC_FGD
         if prior is not None:
             p = cv2.resize(prior[cy0:cy1, cx0:cx1], (sw, sh), interpolation=cv2.INTER_AREA)
             inside = gc != cv2.GC_BGD
