@@ -369,6 +369,23 @@ def test_refine_box_methods() -> None:
     assert not G.refine_box(gray, (5, 5, 6, 6)).any()  # too small to be an object
 
 
+def test_things_standing_in_a_box_are_not_the_boxed_object() -> None:
+    """A white table's box has dark cups in its middle (as dark as the room around): GrabCut keeps the
+    table, not the cups."""
+    rng = np.random.default_rng(1)
+    gray = np.full((H, W), 70, np.uint8)  # a dark room
+    table = (10, 50, 150, 115)
+    gray[table[1]:table[3], table[0]:table[2]] = 235
+    cups = [(62, 68, 72, 95), (88, 68, 98, 95)]
+    for x0, y0, x1, y1 in cups:
+        gray[y0:y1, x0:x1] = 72
+    gray = np.clip(gray + rng.normal(0, 2, gray.shape), 0, 255).astype(np.uint8)
+    m = G.refine_box(gray, table)
+    for x0, y0, x1, y1 in cups:
+        assert (m[y0 + 3:y1 - 3, x0 + 3:x1 - 3] >= 0.5).mean() < 0.1
+    assert (m[100:112, 20:140] >= 0.5).mean() > 0.9
+
+
 def test_a_corrupt_model_file_is_one_warning(tmp_path: Path, monkeypatch, caplog) -> None:
     pytest.importorskip("onnxruntime")
     from chromaflow.store import store as store_module
