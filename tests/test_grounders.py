@@ -242,6 +242,13 @@ def test_instance_words_say_one_person_or_all_and_where() -> None:
     assert said("red cups on a white table") == [("cups", False, None), ("table", True, None)]
     assert said("the red car on the right.") == [("car", True, "right")]
     assert said("a grey shirt, green grass") == [("shirt", False, None), ("grass", False, None)]  # whose: all
+    assert said("a man in a red shirt on the left and a woman in a blue dress") == [("shirt", True, "left"),
+                                                                                  ("dress", True, None)]
+    assert said("a red car on the right and a blue van on the left") == [("car", True, "right"),
+                                                                           ("van", True, "left")]
+    assert said("a girl walking two brown dogs") == [("dogs", False, None)]
+    assert said("a girl in a blue dress and red cups") == [("dress", True, None), ("cups", False, None)]
+    assert said("a blue cup in his left hand") == [("cup", True, None)]  # "left" without "the" is no position
 
 
 LEFT, RIGHT = (8, 30, 38, 110), (70, 10, 110, 110)  # a child at the edge, a bigger one in the middle
@@ -458,7 +465,9 @@ def test_real_instances_and_close_ups(monkeypatch, clip, frame) -> None:
     gray = cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), (854, round(854 * h / w)), interpolation=cv2.INTER_AREA)
     g = G.AutoGrounder(G.DetectorGroundingOptions(), None, WordsText(), cam=None)
     objects = {o.phrase.object: o for o in g.ground(gray, parse_prompt(spec.prompt)).objects}
-    boxes = [b for b in spec.boxes if b.frame == frame and objects[b.object].grounder]
+    expected = {"bedroom": {"dress", "t-shirt", "shorts"}, "carphone": {"suit", "face"}}[clip]
+    assert {o for o, g in objects.items() if g.grounder} >= expected
+    boxes = [b for b in spec.boxes if b.frame == frame and b.object in expected]
     assert len(boxes) >= 2
     for b in boxes:
         rs, cs = b.pixels(*gray.shape)

@@ -177,36 +177,52 @@ class Instances:
     who: str | None = None
 
 
+def _place(words: Sequence[str]) -> str | None:
+    """The first position named in ``words`` ("on the left", "in the background": a place word after "the")."""
+    return next((_PLACES[w] for i, w in enumerate(words) if w in _PLACES and i > 0 and words[i - 1] == "the"), None)
+
+
+def _worn(obj: str | None) -> bool:
+    words = (obj or "").split()
+    return bool(words) and (" ".join(words) in _WORN or _norm(words[-1]) in _WORN)
+
+
 def instances_of(phrase, previous: Instances | None = None) -> Instances:
     """What a :class:`~chromaflow.guidance.prompt.ColorPhrase` says of its instances.
 
-    Position words before the colour or after the object ("on the left", "in
-    the background") say which.  A garment or body part belongs to the person
-    named before it ("a girl in a blue dress": one person; "two men in grey
-    suits": all); a phrase joined
-    by "and" / "with" keeps the person of the phrase before ("the man on the
-    left in a red shirt and blue jeans").  Any other object is one instance
-    when it is a singular noun after an article ("a blue mug") and all of them
-    otherwise ("red cups", "green grass").  ``previous`` is the previous
-    phrase's answer.
+    A garment or body part belongs to the person named before it ("a girl in
+    a blue dress": one person; "two men in grey suits": all) at the position
+    named with that person ("the man on the left in a red shirt"); a garment
+    joined by "and" / "with" keeps the person of the phrase before ("... and
+    blue jeans"); a garment alone ("a red shirt") is every person's.  Any other
+    object is one instance when it is a singular noun after an article ("a blue
+    mug", "the car on the right") and all of them otherwise ("red cups", "green
+    grass").  ``previous`` is the previous phrase's answer (``None`` for the first).
     """
     before = [w for w in phrase.before if w.isalpha()]
-    where = next((_PLACES[w] for w in (*before, *phrase.after) if w in _PLACES), None)
-    people = [i for i, w in enumerate(before) if w in PERSON_WORDS or w in _PLURAL_PEOPLE]
-    if people:
-        k = people[-1]
-        word = before[k]
-        plural = word in _PLURAL_PEOPLE or _singular(word) != word and word not in ("boss", "actress")
-        counted = k > 0 and before[k - 1] in _NUMBERS
-        one = not (plural or counted)
-        return Instances(one=one, where=where, who=f"{word} {where or ''}".strip() if one else None)
-    if previous is not None and before[:1] in (["and"], ["with"]):
-        return previous
+    after = [w for w in phrase.after if w.isalpha()]
+    if _worn(phrase.object):
+        people = [i for i, w in enumerate(before) if w in PERSON_WORDS or w in _PLURAL_PEOPLE]
+        if people:
+            k = people[-1]
+            word = before[k]
+            plural = word in _PLURAL_PEOPLE or _singular(word) != word and word not in ("boss", "actress")
+            counted = k > 0 and before[k - 1] in _NUMBERS
+            where = _place(before[k:]) or _place(after)  # "a man in a red shirt on the left"
+            one = not (plural or counted)
+            return Instances(one=one, where=where, who=f"{word} {where or ''}".strip() if one else None)
+        if previous is not None and previous.who and before[:1] in (["and"], ["with"]):
+            return previous
+        return Instances(one=False)  # a garment word alone does not say whose: every person's
     obj = (phrase.object or "").split()
-    if not obj or (obj[-1] in _WORN or _norm(obj[-1]) in _WORN):
-        return Instances(one=False, where=where)  # a garment word alone does not say whose: every person's
+    if not obj:
+        return Instances()
+    # the words of this object's own clause: after the last "and" / "with" before it
+    cut = max((i + 1 for i, w in enumerate(before) if w in ("and", "with")), default=0)
+    own = before[cut:]
+    where = _place([*own, *after])
     singular = _singular(obj[-1]) == obj[-1]
-    article = bool(before) and before[-1] in _SINGULAR_ARTICLES
+    article = bool(own) and own[-1] in _SINGULAR_ARTICLES and not any(w in _NUMBERS for w in own)
     return Instances(one=singular and (article or where is not None), where=where)
 
 
@@ -500,7 +516,7 @@ class FrameCache:
             pts, mask, score = pose(self.gray, d.box)
             x0, y0, x1, y1 = d.box
             person = mask * box_mask
-            face = [f.box for f in faces if _inside(f.box, d.box)]
+            face = sorted((f.box for f in faces if _inside(f.box, d.box)), key=lambda b: b[1])  # topmost: theirs
             if (score < 0.5 or float((person > 0.5).sum()) < 0.2 * (x1 - x0) * (y1 - y0)
                     or not plausible_pose(pts, face[0] if face else None)):
                 person, pts = self._person_mask(d.box, box_mask), None  # pose missed (close-ups, cut-off bodies)
@@ -744,7 +760,8 @@ class PartsGrounder(ClassGrounder):
                 piece = np.maximum(clothes, person * ((skin < 0.5) & (hair < 0.5)) * 0.8)
                 region = _garment_region(key, pts, (H, W))
                 if region is None:  # no usable pose: horizontal bands of a standing person's box
-                    face = [f.box for f in frame.get("face") or [] if _inside(f.box, det.box)]
+                    face = sorted((f.box for f in frame.get("face") or [] if _inside(f.box, det.box)),
+                                  key=lambda b: b[1])  # the topmost face in the box is the person's own
                     top, hips, feet = _body_lines(det.box, pts, face[0] if face else None)
                     rows = np.arange(H, dtype=np.float32)[:, None]
                     lo, hi = {"upper": (top, hips), "lower": (hips, feet)}.get(key, (top, feet))
@@ -1005,10 +1022,12 @@ class AutoGrounder(Grounder):
         H, W = gray.shape
         if not phrases:
             return Grounding((), np.zeros((H, W, 2), np.float32), np.zeros((H, W), np.float32))
-        insts, inst = [], None
-        for p in phrases:
+        of_object, inst = {}, None
+        for p in prompt.phrases:  # in prompt order, colour-only phrases included (they end an owner's run)
             inst = instances_of(p, inst)
-            insts.append(inst)
+            if p.object:
+                of_object.setdefault(p.object, inst)
+        insts = [of_object[p.object] for p in phrases]
         frame = FrameCache(gray, self.models, tuple(i for i in insts if i.one and i.who))
         maps, evidence, used, names = [], [], [], []
         cam_phrases = []

@@ -186,10 +186,11 @@ def parse_prompt(text: str) -> ParsedPrompt:
                 unknown.append(w)
             elif w in STYLE_WORDS:
                 style.append(w)
-            if w in _PUNCT:
+            if w in _PUNCT or (w == "and" and open_clause):
+                # the words up to punctuation or "and" follow the last phrase's object
                 if phrases and context and open_clause:
                     phrases[-1] = replace(phrases[-1], after=tuple(context))
-                context, open_clause = [], False
+                context, open_clause = (["and"] if w == "and" else []), False
             else:
                 context.append(w)
             i += 1
