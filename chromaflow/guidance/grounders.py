@@ -31,6 +31,14 @@ whose runtime (``onnxruntime``, ``ai-edge-litert``: ``chromaflow[grounding]``)
 or model file is missing are left out with one warning naming what is
 missing; the prompt still works through the fallback.
 
+Instance words (:func:`instances_of`) say which instances a phrase means:
+"a girl in a blue dress" is one person (the most prominent:
+:func:`person_prominence`), "the boy on the left in a white t-shirt" the
+person in the left half, different person words different people
+(:meth:`FrameCache.people`), "two men in grey suits" everyone; "a blue mug"
+is one detection, "red cups" all of them.  In close-ups, where the detector
+misses people on gray frames, they come from the selfie segmenter.
+
 Masks of different objects do not overlap: where two overlap the smaller
 (more specific: a shirt inside a person) keeps the pixel.  Arrays: ``gray``
 ``(H, W)`` ``uint8``; masks ``(H, W)`` ``float32`` in ``[0, 1]``.
@@ -138,7 +146,6 @@ CLASS_WORDS: dict[str, dict[str, tuple[str, ...]]] = {
 }
 #: the more specific grounder first when two know a word equally well
 _PRIORITY = ("parts", "person", "voc", "coco", "road", "sky")
-
 
 
 def _norm(text: str) -> str:
