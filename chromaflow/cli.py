@@ -623,6 +623,9 @@ def bench(
     model: Annotated[
         Optional[Path], typer.Option(help="Model weights (.safetensors) instead of the shipped model.")
     ] = None,
+    config: Annotated[
+        Optional[Path], typer.Option(help="Settings TOML (as colorize --config) every mode starts from.")
+    ] = None,
 ) -> None:
     """Benchmark modes on every clip of CLIPS_DIR (ground truth = the clip itself)."""
     _setup_logging()
@@ -637,7 +640,12 @@ def bench(
         jobs=jobs,
         model=str(model) if model else None,
         prompts=prompts,
+        config=config,
     )
+    if config is not None:
+        from chromaflow.pipeline.options import load_config
+
+        load_config(config)  # a bad file is one line here, not an error in every job
     run_bench(clips_dir, out, options)
     typer.echo((out / "bench.md").read_text())
 

@@ -456,6 +456,24 @@ def test_bench_bad_inputs(tmp_path: Path) -> None:
     assert_one_line_error(r, "unknown mode", "sepia")
 
 
+def test_bench_config_is_where_every_mode_starts(tmp_path: Path) -> None:
+    from chromaflow.bench.modes import options_for_mode
+
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('[grounder]\nname = "auto"\n[grounder.auto]\nrefine = "box"\n[engine]\nmax_gap = 7\n')
+    prompt = options_for_mode("prompt", seed=3, config=cfg)
+    assert prompt.grounder.options.refine == "box" and prompt.engine.max_gap == 7 and prompt.seed == 3
+    assert options_for_mode("prompt").grounder.options.refine == "grabcut"  # without it: the defaults
+    warp = options_for_mode("exemplar-warp", config=cfg)
+    assert warp.engine.backward is False and warp.grounder.options.refine == "box"  # the ablation's engine
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[grounder.auto]\nrefine = 3\n")
+    empty = tmp_path / "clips"
+    empty.mkdir()
+    r = invoke("bench", empty, "--config", bad, "--out", tmp_path / "o")
+    assert_one_line_error(r, "refine")
+
+
 class _DieOnUnpickle:
     """Pickles fine; unpickling it (in the job process) ends that process at once."""
 

@@ -19,13 +19,14 @@ Ablations of the temporal engine, with the ``exemplar`` conditions:
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
 from chromaflow.guidance.conditions import Conditions, Reference
 from chromaflow.guidance.palette import palette_from_image
 from chromaflow.pipeline.engine import EngineOptions
-from chromaflow.pipeline.options import Choice, ColorizeOptions
+from chromaflow.pipeline.options import Choice, ColorizeOptions, load_config
 from chromaflow.runtime import RuntimeOptions
 
 MODES = ("gray", "auto", "exemplar", "palette", "prompt", "exemplar-warp", "exemplar-forward", "exemplar-modelfill")
@@ -39,10 +40,16 @@ ABLATIONS = {
 FILL_OF_MODE = {"exemplar-modelfill": "model"}
 
 
-def options_for_mode(mode: str, weights: str | None = None, seed: int = 0) -> ColorizeOptions:
-    """The run configuration a mode runs with (on the CPU; ``weights``: other embedded-model weights)."""
-    options = ColorizeOptions(seed=seed, engine=ABLATIONS.get(mode, EngineOptions()),
-                              fill=FILL_OF_MODE.get(mode, "levin"), runtime=RuntimeOptions(device="cpu")).resolved()
+def options_for_mode(mode: str, weights: str | None = None, seed: int = 0,
+                     config: str | Path | None = None) -> ColorizeOptions:
+    """The run configuration a mode runs with (on the CPU; ``weights``: other embedded-model weights;
+    ``config``: a run TOML whose settings every mode starts from, e.g. ``[grounder.auto] refine = "box"``;
+    an ablation mode's engine options and fill step replace its own)."""
+    base = ColorizeOptions(runtime=RuntimeOptions(device="cpu"))
+    if config is not None:
+        base = load_config(config, base)
+    options = replace(base, seed=seed, engine=ABLATIONS.get(mode, base.engine),
+                      fill=FILL_OF_MODE.get(mode, base.fill)).resolved()
     if weights:
         model = replace(options.colorizer.options, weights=weights)
         options = replace(options, colorizer=Choice("model", model))

@@ -59,6 +59,8 @@ class BenchOptions:
         prompts: a prompts file (:mod:`chromaflow.bench.prompts`): the
             ``prompt`` mode's prompts, and boxes where every mode's prompt
             adherence is measured; ``None``: no prompt mode, no adherence.
+        config: a run TOML (as ``chromaflow colorize --config``) that every
+            mode starts from (:func:`~chromaflow.bench.modes.options_for_mode`), or ``None``.
     """
 
     modes: tuple[str, ...] = ("auto", "exemplar", "palette")
@@ -70,6 +72,7 @@ class BenchOptions:
     jobs: int = 1
     model: str | None = None
     prompts: Path | None = None
+    config: Path | None = None
 
 
 class GrayInput(FrameSource):
@@ -115,7 +118,7 @@ def run_job(clip: Path, mode: str, options: BenchOptions) -> dict[str, Any]:
             frames: Iterator[tuple[Frame, np.ndarray]] = ((f, f.rgb) for f in source)
             name = "gray"
         else:
-            engine = build_engine(options_for_mode(mode, options.model, options.seed), conditions)
+            engine = build_engine(options_for_mode(mode, options.model, options.seed, options.config), conditions)
             name = engine.colorizer.name if engine.colorizer is not None else "references"
             frames = engine.run(source, conditions)
         gt_frames = iter(gt_source)
