@@ -98,9 +98,9 @@ class ColorPhrase:
             colour, e.g. ``("a", "girl", "in", "a")`` for "a girl in a blue
             dress": whose object it is ("girl", one person) and where ("on
             the left") for grounders that use instances.
-        after: the words after the object up to the next punctuation when no
-            other colour comes first (``("on", "the", "right")`` for "the red
-            car on the right.").
+        after: the words after the object up to the next punctuation or "and"
+            when no other colour comes first (``("on", "the", "right")`` for
+            "the red car on the right and ...").
     """
 
     name: str
