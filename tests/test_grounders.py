@@ -355,6 +355,19 @@ def test_a_close_up_finds_the_clothes_below_the_face() -> None:
     assert cols.min() >= 27 and cols.max() <= 132  # inside the person
 
 
+def test_a_selfie_blob_without_a_face_is_no_person() -> None:
+    class NoFace(CloseUp):
+        def get(self, what):
+            if what == "face":
+                return lambda gray: []
+            return super().get(what)
+
+    g = _auto()
+    g.models = NoFace(g.options)
+    suit, = g.ground(_scene(), parse_prompt("a charcoal suit")).objects
+    assert not suit.found
+
+
 def test_a_pose_with_shoulders_at_the_neck_is_not_believed() -> None:
     pts = np.zeros((33, 3), np.float32)
     pts[:, 2] = 1.0

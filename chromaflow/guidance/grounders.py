@@ -487,7 +487,8 @@ class FrameCache:
         """``(detections, from the selfie segmenter)``: the COCO person detections, one per person (a box
         overlapping a stronger one by IoU 0.6 or more is the same person); where there is none, the
         people the selfie segmenter sees (close-ups and head-and-shoulders shots, which the detector
-        misses on gray frames), one per blob of 2 % of the frame or more."""
+        misses on gray frames), one per blob of 2 % of the frame or more with a face in it (the
+        segmenter alone also sees people in cardboard boxes and cartoon rabbits)."""
         boxes = []
         for d in sorted((d for d in dets if d.label == "person"), key=lambda d: -d.score):
             if all(_iou(d.box, b.box) < 0.6 for b in boxes):
@@ -497,9 +498,10 @@ class FrameCache:
             return boxes, False
         H, W = self.gray.shape
         n, labels, stats, _ = cv2.connectedComponentsWithStats((selfie >= 0.5).astype(np.uint8))
+        faces = (self.get("face") or []) if n > 1 else []
         for k in range(1, n):
             x, y, w, h, area = stats[k]
-            if area >= 0.02 * H * W:
+            if area >= 0.02 * H * W and any(_inside(f.box, (x, y, x + w, y + h)) for f in faces):
                 score = 0.8 * float(selfie[labels == k].mean())
                 boxes.append(D.Detection("person", score, (float(x), float(y), float(x + w), float(y + h))))
         return boxes, True
