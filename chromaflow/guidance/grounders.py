@@ -304,14 +304,14 @@ def _name_embeddings(text_encoder, names: tuple[str, ...]) -> np.ndarray:
 
 
 def refine_box(gray: np.ndarray, box: tuple[float, float, float, float], method: str = "grabcut",
-               prior: np.ndarray | None = None) -> np.ndarray:
+               prior: np.ndarray | None = None, side: int = 128) -> np.ndarray:
     """A soft object mask ``(H, W)`` in [0, 1] from a detection box, along the luminance edges.
 
     Args:
         gray: ``(H, W)`` ``uint8``.
         box: ``(x0, y0, x1, y1)`` pixels.
         method: ``"grabcut"`` (OpenCV GrabCut in the box, on a copy at most
-            128 px across, 2 iterations) or ``"box"`` (the box itself,
+            ``side`` px across, 2 iterations) or ``"box"`` (the box itself,
             feathered).
         prior: optional ``(H, W)`` probability of the object (a segmenter's),
             used as GrabCut's probable foreground/background where confident.
@@ -331,7 +331,7 @@ def refine_box(gray: np.ndarray, box: tuple[float, float, float, float], method:
         pad = max(4, round(0.1 * max(x1 - x0, y1 - y0)))
         cx0, cy0, cx1, cy1 = max(0, x0 - pad), max(0, y0 - pad), min(W, x1 + pad), min(H, y1 + pad)
         crop = gray[cy0:cy1, cx0:cx1]
-        s = min(1.0, 128.0 / max(crop.shape))
+        s = min(1.0, float(side) / max(crop.shape))
         small = cv2.resize(crop, (max(8, round(crop.shape[1] * s)), max(8, round(crop.shape[0] * s))),
                            interpolation=cv2.INTER_AREA)
         sh, sw = small.shape
@@ -520,7 +520,8 @@ class FrameCache:
                 out.append((d, None, _feather(self._person_mask(d.box, box_mask), self.gray)))
                 continue
             if pose is None:
-                out.append((d, None, refine_box(self.gray, d.box, self.models.options.refine)))
+                o = self.models.options
+                out.append((d, None, refine_box(self.gray, d.box, o.refine, side=o.grabcut_side)))
                 continue
             pts, mask, score = pose(self.gray, d.box)
             x0, y0, x1, y1 = d.box
@@ -541,7 +542,7 @@ class FrameCache:
             x0, y0, x1, y1 = box
             if float((person >= 0.5).sum()) >= 0.2 * (x1 - x0) * (y1 - y0):
                 return person.astype(np.float32)
-        return refine_box(self.gray, box, self.models.options.refine)
+        return refine_box(self.gray, box, self.models.options.refine, side=self.models.options.grabcut_side)
 
 
 # ---------------------------------------------------------------------------- grounders
@@ -556,6 +557,7 @@ class DetectorGroundingOptions:
             (416 px) or ``deimv2_atto_coco`` (320 px, faster, fewer small objects).
         min_score: detections under this confidence are ignored.
         refine: boxes become masks by ``grabcut`` (along the luminance edges) or ``box``.
+        grabcut_side: GrabCut works on a copy of the box at most this many pixels across.
         min_prob: a segmenter's pixel belongs to a class from this probability.
         min_similarity: sentence similarity for a word to stand for a class no
             name or synonym matches (all-MiniLM-L6-v2 puts "tablecloth" at 0.84
@@ -578,6 +580,7 @@ class DetectorGroundingOptions:
     coco_model: str = "deimv2_femto_coco"
     min_score: float = 0.35
     refine: str = "grabcut"
+    grabcut_side: int = 128
     min_prob: float = 0.5
     min_similarity: float = 0.86
     use: tuple[str, ...] = ("parts", "person", "voc", "coco", "road", "sky", "cam")
@@ -588,6 +591,8 @@ class DetectorGroundingOptions:
     def __post_init__(self) -> None:
         if self.refine not in ("grabcut", "box"):
             raise ValueError(f"refine must be grabcut or box, got {self.refine!r}")
+        if self.grabcut_side < 16:
+            raise ValueError(f"grabcut_side must be at least 16, got {self.grabcut_side}")
         unknown = [g for g in self.use if g not in (*CLASS_WORDS, "cam")]
         if unknown:
             raise ValueError(f"unknown grounder {unknown[0]!r} in use (known: {', '.join([*CLASS_WORDS, 'cam'])})")
@@ -662,7 +667,8 @@ class CocoGrounder(ClassGrounder):
             stack = frame.get("voc")
             prior = None if stack is None else D.to_frame(stack[D.VOC_CLASSES.index(voc_key)], (H, W))
         for d in mine:
-            mask = np.maximum(mask, refine_box(frame.gray, d.box, self.options.refine, prior))
+            mask = np.maximum(mask, refine_box(frame.gray, d.box, self.options.refine, prior,
+                                               self.options.grabcut_side))
             evidence = max(evidence, d.score)
         return mask, evidence
 
