@@ -462,23 +462,31 @@ class FrameCache:
         if instances is not None and instances.one and instances.who:
             k = self._claim().get(instances.who)
             return [] if k is None else [people[k]]
-        return pick(people, [d.box for d, _, _ in people], [person_prominence(d.box, m) for d, _, m in people],
-                    instances, self.gray.shape[1])
+        return [people[i] for i in self._pick(list(range(len(people))), instances)]
+
+    def _pick(self, indices: list[int], instances: Instances | None) -> list[int]:
+        """:func:`pick` among the people ``indices``, by :func:`person_prominence`."""
+        people = self.get("people") or []
+        return pick(indices, [people[i][0].box for i in indices],
+                    [person_prominence(people[i][0].box, people[i][2]) for i in indices], instances,
+                    self.gray.shape[1])
+
+    def face_in(self, box) -> tuple[float, float, float, float] | None:
+        """The topmost face box inside a person's ``box`` (the person's own, not a child's in front), or ``None``."""
+        faces = sorted((f.box for f in self.get("face") or [] if _inside(f.box, box)), key=lambda b: b[1])
+        return faces[0] if faces else None
 
     def _claim(self) -> dict[str, int | None]:
         """Which person each owner is: different owner words are different people ("a girl in a blue
         dress, the boy on the left in white": one person in the frame is the girl, not also the boy).
         Owners without a position choose first (the most prominent), then those with one."""
         if self._claims is None:
-            people = self.get("people") or []
+            count = len(self.get("people") or [])
             self._claims, taken = {}, set()
             for inst in sorted(self.owners, key=lambda o: o.where is not None):
                 if inst.who in self._claims:
                     continue
-                free = [i for i in range(len(people)) if i not in taken]
-                chosen = pick(free, [people[i][0].box for i in free],
-                              [person_prominence(people[i][0].box, people[i][2]) for i in free], inst,
-                              self.gray.shape[1]) if free else []
+                chosen = self._pick([i for i in range(count) if i not in taken], inst)
                 self._claims[inst.who] = chosen[0] if chosen else None
                 taken.update(chosen)
         return self._claims
@@ -512,7 +520,6 @@ class FrameCache:
             return None
         boxes, close_up = self._person_boxes(dets)
         pose = self.models.get("pose") if boxes and not close_up else None
-        faces = (self.get("face") or []) if pose is not None else []
         out = []
         for d in boxes:
             box_mask = _box_mask(d.box, self.gray.shape)
@@ -526,9 +533,8 @@ class FrameCache:
             pts, mask, score = pose(self.gray, d.box)
             x0, y0, x1, y1 = d.box
             person = mask * box_mask
-            face = sorted((f.box for f in faces if _inside(f.box, d.box)), key=lambda b: b[1])  # topmost: theirs
             if (score < 0.5 or float((person > 0.5).sum()) < 0.2 * (x1 - x0) * (y1 - y0)
-                    or not plausible_pose(pts, face[0] if face else None)):
+                    or not plausible_pose(pts, self.face_in(d.box))):
                 person, pts = self._person_mask(d.box, box_mask), None  # pose missed (close-ups, cut-off bodies)
             out.append((d, pts, _feather(person, self.gray)))
         return out
@@ -775,9 +781,7 @@ class PartsGrounder(ClassGrounder):
                 piece = np.maximum(clothes, person * ((skin < 0.5) & (hair < 0.5)) * 0.8)
                 region = _garment_region(key, pts, (H, W))
                 if region is None:  # no usable pose: horizontal bands of a standing person's box
-                    face = sorted((f.box for f in frame.get("face") or [] if _inside(f.box, det.box)),
-                                  key=lambda b: b[1])  # the topmost face in the box is the person's own
-                    top, hips, feet = _body_lines(det.box, pts, face[0] if face else None)
+                    top, hips, feet = _body_lines(det.box, pts, frame.face_in(det.box))
                     rows = np.arange(H, dtype=np.float32)[:, None]
                     lo, hi = {"upper": (top, hips), "lower": (hips, feet)}.get(key, (top, feet))
                     region = ((rows >= lo) & (rows < hi)).astype(np.float32)
