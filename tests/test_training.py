@@ -327,3 +327,49 @@ def replace_temp(options, t):
     from dataclasses import replace
 
     return replace(options, bin_temperature=t)
+
+
+def test_chroma_spread_and_its_deficit():
+    from chromaflow.training.train import chroma_spread, spread_deficit
+
+    flat = torch.zeros(1, 2, 4, 4)
+    flat[:, 0] = 30.0  # one uniform colour: no spread, whatever the colour
+    stripes = torch.zeros(1, 2, 4, 4)
+    stripes[:, 0, :, :2], stripes[:, 0, :, 2:] = 10.0, -10.0
+    assert float(chroma_spread(flat)[0]) == pytest.approx(0.0, abs=1e-3)
+    assert float(chroma_spread(stripes)[0]) == pytest.approx(10.0, abs=1e-3)
+    assert float(chroma_spread(2 * stripes)[0]) == pytest.approx(20.0, abs=1e-3)
+    # a prediction half as vivid as the truth falls short of 0.8 of it by 0.3 of it; a vivid one not at all
+    assert float(spread_deficit(0.5 * stripes, stripes, 0.8)) == pytest.approx(3.0, abs=1e-3)
+    assert float(spread_deficit(stripes, stripes, 0.8)) == 0.0
+    assert float(spread_deficit(torch.cat([stripes, 0.5 * stripes]), torch.cat([stripes, stripes]), 0.8)) == (
+        pytest.approx(1.5, abs=1e-3))
+
+
+def test_regression_loss_options(photos, tmp_path, fake_text):
+    """MSE and the spread term change the loss (and so the run); a bad loss name is refused."""
+    from chromaflow.models.chroma_unet import ChromaUNet
+    from chromaflow.training.train import CachedCrops, chroma_spread, prepare_caches, training_loss
+
+    cfg = load_config(write_config(tmp_path, photos, steps=1, kind="regression"))
+    caches = prepare_caches(cfg, lambda m: None)
+    batch = CachedCrops(caches.photo_train).batch(np.arange(4))
+    net = ChromaUNet(cfg.model)
+
+    def loss(**kw):
+        return float(training_loss(net, batch, "regression", cfg.drop, np.random.default_rng(0),
+                                   torch.Generator().manual_seed(0), **kw))
+
+    l1, mse = loss(), loss(loss="mse")
+    assert l1 != mse
+    assert loss(spread_loss=1.0, spread_target=1.0) == loss(spread_loss=1.0, spread_target=1.0)  # same seeds
+    with torch.no_grad():  # a network that predicts gray everywhere: the term adds the truth's whole spread
+        for p in net.parameters():
+            p.zero_()
+    gray_l1, gray_spread = loss(), loss(spread_loss=1.0, spread_target=1.0)
+    truth = float(chroma_spread(batch["ab"] / 64.0).mean())
+    assert truth > 0.01 and gray_spread == pytest.approx(gray_l1 + truth, abs=1e-3)
+    bad = write_config(tmp_path, photos, steps=1, kind="regression")
+    bad.write_text(bad.read_text().replace('kind = "regression"', 'kind = "regression"\nloss = "huber"'))
+    with pytest.raises(InputError, match="train.loss"):
+        load_config(bad)

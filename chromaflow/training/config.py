@@ -25,6 +25,7 @@ from chromaflow.errors import InputError
 from chromaflow.models.chroma_unet import ChromaUNetConfig
 
 KINDS = ("diffusion", "regression")
+LOSSES = ("l1", "mse")
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ class TrainConfig:
 
     Attributes:
         kind: ``"diffusion"`` (x0-predicting denoiser, MSE) or ``"regression"``
-            (same network with no noise input, L1 loss).
+            (same network with no noise input, ``loss``).
         steps: optimizer steps.
         batch_size: crops per step.
         lr: peak learning rate (AdamW, linear warm-up, cosine decay).
@@ -102,6 +103,16 @@ class TrainConfig:
             initialisation (``""``); tensors it lacks (a new head) start fresh.
         bin_loss: weight of the chroma-bin head's cross-entropy (networks
             with ``model.bins > 0``).
+        loss: the regression's per-pixel loss, ``"l1"`` (the conditional
+            median) or ``"mse"`` (the conditional mean: what PSNR rewards);
+            diffusion always uses MSE.
+        spread_loss: weight of the chroma-spread term
+            (:func:`~chromaflow.training.train.spread_deficit`): a crop whose
+            predicted chroma varies less than ``spread_target`` times its
+            ground truth's is penalised by the shortfall, so the network learns
+            where it can afford vivid colour instead of hedging everywhere
+            (0: off).
+        spread_target: that share of the ground truth's spread, in (0, 1].
     """
 
     kind: str = "diffusion"
@@ -118,6 +129,9 @@ class TrainConfig:
     checkpoint_every: int = 250
     init: str = ""
     bin_loss: float = 0.5
+    loss: str = "l1"
+    spread_loss: float = 0.0
+    spread_target: float = 0.8
     data: DataConfig = field(default_factory=DataConfig)
     model: ChromaUNetConfig = field(default_factory=ChromaUNetConfig)
     drop: DropConfig = field(default_factory=DropConfig)
@@ -157,6 +171,10 @@ def load_config(path: str | Path) -> TrainConfig:
     train = _build(TrainConfig, raw.get("train", {}), "train")
     if train.kind not in KINDS:
         raise InputError(f"train.kind must be one of {', '.join(KINDS)}, not {train.kind!r}")
+    if train.loss not in LOSSES:
+        raise InputError(f"train.loss must be one of {', '.join(LOSSES)}, not {train.loss!r}")
+    if not 0 < train.spread_target <= 1 or train.spread_loss < 0:
+        raise InputError("train.spread_target must be in (0, 1] and train.spread_loss >= 0")
     return TrainConfig(**{**asdict(train), "data": data, "model": model, "drop": drop})
 
 

@@ -121,12 +121,43 @@ def make_hints(ab: torch.Tensor, drop: DropConfig, rng: np.random.Generator) -> 
     return ab * m, m
 
 
+def chroma_spread(ab: torch.Tensor) -> torch.Tensor:
+    """Per-crop spread of chroma: ``sqrt(mean over pixels of |ab - mean ab|^2)``.
+
+    Args:
+        ab: ``(B, 2, H, W)`` chroma, any units (returned in the same units).
+
+    Returns:
+        ``(B,)``; it grows with the colourfulness of the crop (Hasler and
+        Suesstrunk's measure is dominated by the same spread, in opponent space).
+    """
+    centred = ab - ab.mean(dim=(2, 3), keepdim=True)
+    return (centred.square().sum(dim=1).mean(dim=(1, 2)) + 1e-8).sqrt()
+
+
+def spread_deficit(pred: torch.Tensor, target: torch.Tensor, share: float) -> torch.Tensor:
+    """Mean shortfall of the predicted chroma spread below ``share`` times the ground truth's.
+
+    ``mean(relu(share * spread(target) - spread(pred)))`` over the batch: zero
+    for a crop coloured at least that vividly, so the term only pushes hedged
+    (near-gray) predictions out, and the network chooses where (the per-pixel
+    loss keeps the colours right).
+
+    Args:
+        pred, target: ``(B, 2, H, W)`` chroma in the same units.
+        share: in (0, 1].
+    """
+    return F.relu(share * chroma_spread(target) - chroma_spread(pred)).mean()
+
+
 def training_loss(
     model: ChromaUNet, batch: dict[str, torch.Tensor], kind: str, drop: DropConfig,
     rng: np.random.Generator, gen: torch.Generator, bin_loss: float = 0.0,
+    loss: str = "l1", spread_loss: float = 0.0, spread_target: float = 0.8,
 ) -> torch.Tensor:
-    """One batch's loss: x0 MSE for diffusion, L1 for the regression baseline, plus ``bin_loss`` times
-    the cross-entropy of the chroma-bin head (soft bilinear targets) when the network has one."""
+    """One batch's loss: x0 MSE for diffusion, ``loss`` (L1 or MSE) for the regression baseline, plus
+    ``bin_loss`` times the cross-entropy of the chroma-bin head (soft bilinear targets) when the network has
+    one, plus ``spread_loss`` times :func:`spread_deficit` (regression only)."""
     ab = batch["ab"]
     b = ab.shape[0]
     x0 = ab / AB_SCALE
@@ -146,11 +177,16 @@ def training_loss(
         pred, logits = model(*args, return_bins=True)
     else:
         pred = model(*args)
-    loss = F.mse_loss(pred, x0) if kind == "diffusion" else F.l1_loss(pred, x0)
+    if kind == "diffusion" or loss == "mse":
+        total = F.mse_loss(pred, x0)
+    else:
+        total = F.l1_loss(pred, x0)
+    if kind == "regression" and spread_loss > 0:
+        total = total + spread_loss * spread_deficit(pred, x0, spread_target)
     if bins and bin_loss > 0:
         target = soft_targets(ab, bins, model.config.bin_step)
-        loss = loss + bin_loss * -(target * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
-    return loss
+        total = total + bin_loss * -(target * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
+    return total
 
 
 @torch.no_grad()
@@ -159,13 +195,14 @@ def validate(model: ChromaUNet, data: CachedCrops, kind: str, batch_size: int = 
 
     For diffusion the prediction is the one from pure noise (``t = 1``), the
     model's estimate of the conditional mean; for regression the prediction.
-    Returns ``ab_rmse`` and ``ab_l1`` in Lab units, and for a network with a
+    Returns ``ab_rmse`` and ``ab_l1`` in Lab units, ``spread_ratio`` (the predicted chroma's
+    :func:`chroma_spread` over the ground truth's, summed over crops: below 1 = muted), and for a network with a
     chroma-bin head ``bins_rmse`` / ``bins_l1`` of its mean read-out (``T = 1``).
     """
     model.eval()
     gen = torch.Generator().manual_seed(1234)
     bins = model.config.bins
-    sums = {"se": 0.0, "ae": 0.0, "bse": 0.0, "bae": 0.0}
+    sums = {"se": 0.0, "ae": 0.0, "bse": 0.0, "bae": 0.0, "sp": 0.0, "st": 0.0}
     n = 0
     for start in range(0, data.count, batch_size):
         idx = np.arange(start, min(start + batch_size, data.count))
@@ -182,13 +219,16 @@ def validate(model: ChromaUNet, data: CachedCrops, kind: str, batch_size: int = 
         err = (pred - x0) * AB_SCALE
         sums["se"] += float(err.square().sum())
         sums["ae"] += float(err.abs().sum())
+        sums["sp"] += float(chroma_spread(pred).sum())
+        sums["st"] += float(chroma_spread(x0).sum())
         if bins:
             berr = annealed_mean(out[1], bins, model.config.bin_step, temperature=1.0) - batch["ab"]
             sums["bse"] += float(berr.square().sum())
             sums["bae"] += float(berr.abs().sum())
         n += err.numel()
     model.train()
-    result = {"ab_rmse": math.sqrt(sums["se"] / n), "ab_l1": sums["ae"] / n}
+    result = {"ab_rmse": math.sqrt(sums["se"] / n), "ab_l1": sums["ae"] / n,
+              "spread_ratio": sums["sp"] / max(sums["st"], 1e-9)}
     if bins:
         result.update(bins_rmse=math.sqrt(sums["bse"] / n), bins_l1=sums["bae"] / n)
     return result
@@ -380,7 +420,8 @@ def train(
         batch = data.draw(rng, cfg.batch_size)
         for group in opt.param_groups:
             group["lr"] = _lr(cfg, step)
-        loss = training_loss(model, batch, cfg.kind, cfg.drop, rng, gen, bin_loss=cfg.bin_loss)
+        loss = training_loss(model, batch, cfg.kind, cfg.drop, rng, gen, bin_loss=cfg.bin_loss, loss=cfg.loss,
+                             spread_loss=cfg.spread_loss, spread_target=cfg.spread_target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -403,7 +444,8 @@ def train(
                 v = validate(ema, val, cfg.kind)
                 extra = f", bins mean L1 {v['bins_l1']:.3f}" if "bins_l1" in v else ""
                 prefix = "val_" if name == "photos" else f"val_{name}_"
-                log(f"validation ({name}) at step {step}: ab RMSE {v['ab_rmse']:.3f}, ab L1 {v['ab_l1']:.3f}{extra} "
+                log(f"validation ({name}) at step {step}: ab RMSE {v['ab_rmse']:.3f}, ab L1 {v['ab_l1']:.3f}, "
+                    f"spread {v['spread_ratio']:.3f} of the truth's{extra} "
                     "(EMA, no conditions)", step=step, **{f"{prefix}{k}": x for k, x in v.items()})
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             _save_checkpoint(paths.checkpoint, cfg, model, ema, opt, step)
