@@ -67,7 +67,10 @@ def bin_prior(ab: torch.Tensor, n: int, step: float, sigma: float = 5.0, uniform
     Returns:
         ``(n * n,)`` probabilities (sum 1, each at least ``uniform / n**2``).
     """
-    hist = soft_targets(ab, n, step).sum(dim=(0, 2, 3)).reshape(1, 1, n, n)
+    hist = torch.zeros(n * n, dtype=ab.dtype, device=ab.device)
+    for start in range(0, ab.shape[0], 16):  # in chunks: the soft targets are n * n times the size of ab
+        hist += soft_targets(ab[start:start + 16], n, step).sum(dim=(0, 2, 3))
+    hist = hist.reshape(1, 1, n, n)
     radius = max(1, int(round(3 * sigma / step)))
     x = torch.arange(-radius, radius + 1, dtype=torch.float32) * step
     k = torch.exp(-0.5 * (x / sigma) ** 2)
