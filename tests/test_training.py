@@ -339,6 +339,15 @@ def test_chroma_spread_and_its_deficit():
     assert float(chroma_spread(flat)[0]) == pytest.approx(0.0, abs=1e-3)
     assert float(chroma_spread(stripes)[0]) == pytest.approx(10.0, abs=1e-3)
     assert float(chroma_spread(2 * stripes)[0]) == pytest.approx(20.0, abs=1e-3)
+    # the per-crop log MSE weighs a crop by the inverse of its error: halving the error of an accurate crop
+    # lowers it as much as halving the error of an inaccurate one (a plain MSE would barely see the first)
+    from chromaflow.training.train import crop_log_mse
+
+    good, bad = stripes + 0.2, stripes + 2.0
+    base = crop_log_mse(torch.cat([good, bad]), torch.cat([stripes, stripes]), floor=0.0)
+    better_good = crop_log_mse(torch.cat([stripes + 0.1, bad]), torch.cat([stripes, stripes]), floor=0.0)
+    better_bad = crop_log_mse(torch.cat([good, stripes + 1.0]), torch.cat([stripes, stripes]), floor=0.0)
+    assert float(better_good) == pytest.approx(float(better_bad), abs=1e-5) and float(better_good) < float(base)
     # a prediction half as vivid as the truth falls short of 0.8 of it by 0.3 of it; a vivid one not at all
     assert float(spread_deficit(0.5 * stripes, stripes, 0.8)) == pytest.approx(3.0, abs=1e-3)
     assert float(spread_deficit(stripes, stripes, 0.8)) == 0.0
@@ -360,8 +369,8 @@ def test_regression_loss_options(photos, tmp_path, fake_text):
         return float(training_loss(net, batch, "regression", cfg.drop, np.random.default_rng(0),
                                    torch.Generator().manual_seed(0), **kw))
 
-    l1, mse = loss(), loss(loss="mse")
-    assert l1 != mse
+    l1, mse, log_mse = loss(), loss(loss="mse"), loss(loss="psnr")
+    assert len({l1, mse, log_mse}) == 3
     assert loss(spread_loss=1.0, spread_target=1.0) == loss(spread_loss=1.0, spread_target=1.0)  # same seeds
     with torch.no_grad():  # a network that predicts gray everywhere: the term adds the truth's whole spread
         for p in net.parameters():

@@ -25,7 +25,7 @@ from chromaflow.errors import InputError
 from chromaflow.models.chroma_unet import ChromaUNetConfig
 
 KINDS = ("diffusion", "regression")
-LOSSES = ("l1", "mse")
+LOSSES = ("l1", "mse", "psnr")
 
 
 @dataclass(frozen=True)
@@ -103,8 +103,10 @@ class TrainConfig:
             initialisation (``""``); tensors it lacks (a new head) start fresh.
         bin_loss: weight of the chroma-bin head's cross-entropy (networks
             with ``model.bins > 0``).
-        loss: the regression's per-pixel loss, ``"l1"`` (the conditional
-            median) or ``"mse"`` (the conditional mean: what PSNR rewards);
+        loss: the regression's loss, ``"l1"`` (the conditional median),
+            ``"mse"`` (the conditional mean) or ``"psnr"`` (the mean over crops
+            of the log of each crop's MSE: what a mean of per-image PSNRs
+            rewards; :func:`~chromaflow.training.train.crop_log_mse`);
             diffusion always uses MSE.
         spread_loss: weight of the chroma-spread term
             (:func:`~chromaflow.training.train.spread_deficit`): a crop whose

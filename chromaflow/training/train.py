@@ -135,6 +135,20 @@ def chroma_spread(ab: torch.Tensor) -> torch.Tensor:
     return (centred.square().sum(dim=1).mean(dim=(1, 2)) + 1e-8).sqrt()
 
 
+def crop_log_mse(pred: torch.Tensor, target: torch.Tensor, floor: float = (2.0 / AB_SCALE) ** 2) -> torch.Tensor:
+    """Mean over crops of ``log(MSE of the crop + floor)``: minus the mean PSNR of the crops, up to constants.
+
+    A plain MSE weighs every pixel alike; this weighs each crop by the inverse of its error, as a mean of
+    per-image PSNRs does (a near-gray photo coloured wrongly costs more than the same error on a colourful
+    one).  ``floor`` (2 Lab units squared, in network units) keeps crops the hints already fix from
+    dominating.
+
+    Args:
+        pred, target: ``(B, 2, H, W)`` chroma in network units (Lab / ``AB_SCALE``).
+    """
+    return torch.log((pred - target).square().mean(dim=(1, 2, 3)) + floor).mean()
+
+
 def spread_deficit(pred: torch.Tensor, target: torch.Tensor, share: float) -> torch.Tensor:
     """Mean shortfall of the predicted chroma spread below ``share`` times the ground truth's.
 
@@ -179,6 +193,8 @@ def training_loss(
         pred = model(*args)
     if kind == "diffusion" or loss == "mse":
         total = F.mse_loss(pred, x0)
+    elif loss == "psnr":
+        total = crop_log_mse(pred, x0)
     else:
         total = F.l1_loss(pred, x0)
     if kind == "regression" and spread_loss > 0:
