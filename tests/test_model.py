@@ -15,7 +15,7 @@ from chromaflow.guidance.color_names import basic_color_name
 from chromaflow.guidance.conditions import Conditions
 from chromaflow.guidance.palette import parse_hex_list
 from chromaflow.models.chroma_unet import ChromaUNet, ChromaUNetConfig
-from chromaflow.models.weights import load_model, save_model
+from chromaflow.models.weights import average_models, load_model, save_model
 from chromaflow.samplers.ddim import DDIMSampler, SamplerOptions
 from chromaflow.samplers.schedule import alpha_bar
 
@@ -190,6 +190,26 @@ def test_weights_round_trip(tmp_path):
     bad.write_bytes(b"not a model")
     with pytest.raises(InputError):
         load_model(bad)
+
+
+def test_average_models_is_the_weighted_mean_of_the_weights(tmp_path):
+    a, b = tiny_net(3), tiny_net(4)
+    save_model(a, tmp_path / "a.safetensors", kind="regression", extra={"steps": "5"})
+    save_model(b, tmp_path / "b.safetensors", kind="regression")
+    fa, _ = load_model(tmp_path / "a.safetensors")  # the stored (float16) values
+    fb, _ = load_model(tmp_path / "b.safetensors")
+    mean, meta = average_models([tmp_path / "a.safetensors", tmp_path / "b.safetensors"], [0.25, 0.75])
+    assert meta["steps"] == "5" and mean.config == TINY
+    for (k, va), vb, vm in zip(fa.state_dict().items(), fb.state_dict().values(), mean.state_dict().values()):
+        assert torch.allclose(vm, 0.25 * va + 0.75 * vb, atol=1e-6), k
+    assert any(not torch.equal(vm, va) for vm, va in zip(mean.state_dict().values(), fa.state_dict().values()))
+    save_model(tiny_net(3), tmp_path / "d.safetensors", kind="diffusion")
+    with pytest.raises(InputError, match="same network"):
+        average_models([tmp_path / "a.safetensors", tmp_path / "d.safetensors"], [0.5, 0.5])
+    with pytest.raises(InputError, match="add up"):
+        average_models([tmp_path / "a.safetensors", tmp_path / "b.safetensors"], [0.5, 0.6])
+    with pytest.raises(InputError, match="two weights files"):
+        average_models([tmp_path / "a.safetensors"], [1.0])
 
 
 @pytest.mark.parametrize(
