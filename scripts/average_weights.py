@@ -34,7 +34,7 @@ def main() -> None:
     except (InputError, ValueError) as exc:
         sys.exit(f"error: {exc}")
     extra = {k: v for k, v in meta.items() if k not in ("config", "kind")}
-    extra["soup"] = " + ".join(f"{w:g} x {p.name}" for w, p in zip(shares, args.files))
+    extra["soup"] = " + ".join(f"{w:.4g} x {p}" for w, p in zip(shares, args.files))
     save_model(net, args.out, kind=meta.get("kind", "regression"), extra=extra)
     print(f"wrote {args.out} ({extra['soup']})")
 
