@@ -132,6 +132,8 @@ def _options_from_flags(config: Path | None, flags: dict):
         engine["work_max_side"] = flags["work_size"]
     if flags.get("keyframe"):
         engine["keyframes"] = tuple(flags["keyframe"])
+    if flags.get("skin_prior") is not None:
+        engine["skin_prior"] = flags["skin_prior"]
     if engine:
         top["engine"] = replace(options.engine, **engine)
     runtime = {k: flags[k] for k in ("device", "threads") if flags.get(k) is not None}
@@ -269,6 +271,10 @@ def colorize(
     ] = None,
     work_size: Annotated[
         Optional[int], typer.Option(min=64, max=4096, help="Longer side of the working resolution (default 384).")
+    ] = None,
+    skin_prior: Annotated[
+        Optional[float], typer.Option(min=0.0, max=1.0, help="Pull faces' skin at automatic keyframes this share of the way to "
+                                      "a plausible skin colour (0.5 measured; needs chromaflow[grounding]; default 0: off).")
     ] = None,
     model: Annotated[
         Optional[Path], typer.Option(help="Colorizer weights: the embedded model's .safetensors, or for ddcolor / "

@@ -359,3 +359,69 @@ def test_direct_match_brings_back_colours_hidden_on_the_way(mode):
     chained, direct = square_error(False), square_error(True)
     assert chained > 12.0  # the square came back in the wrong colour
     assert direct < 7.0
+
+
+class _LeftHalfSkin:
+    """A face-skin finder that sees skin in the left half of every frame."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, gray):
+        self.calls += 1
+        w = np.zeros(gray.shape, np.float32)
+        w[:, : gray.shape[1] // 2] = 1.0
+        return w
+
+
+class _Green(Colorizer):
+    """Colours keyframes green (a = -40)."""
+
+    name = "green"
+
+    def colorize(self, lightness, frame_indices, conditions, known=None):
+        ab = np.zeros(lightness.shape + (2,), np.float32)
+        ab[..., 0] = -40.0
+        if known is not None:
+            ab = np.where(known[1][..., None] >= 1.0, known[0], ab)
+        return ab
+
+
+def test_skin_prior_pulls_only_the_skin_of_colorizer_keyframes(clip):
+    from chromaflow.fill.levin import LevinFill, LevinOptions
+    from chromaflow.guidance.skin import SKIN_AB, SkinPrior
+    from chromaflow.pipeline.anchors import ColorizerAnchors
+    from chromaflow.pipeline.correct import Corrector
+    from chromaflow.pipeline.engine import TemporalEngine
+    from chromaflow.temporal.flow import load_flow_estimator
+
+    finder = _LeftHalfSkin()
+    engine = TemporalEngine(LevinFill(**vars(LevinOptions())), load_flow_estimator("dis"), _Green(),
+                            options=EngineOptions(max_gap=4), skin=SkinPrior(0.5, finder))
+    out = list(engine.run(ArraySource([_gray3(f) for f in clip]), Conditions()))
+    assert len(out) == len(clip) and finder.calls >= 1
+    a = rgb_to_lab(out[0][1])[..., 1]
+    # left half: halfway from -40 to the prior's a; right half: the colorizer's green
+    assert abs(float(np.median(a[:, 5:40])) - (-40 + SKIN_AB[0]) / 2) < 4
+    assert abs(float(np.median(a[:, -40:-5])) + 40) < 4
+    # carried colours the colorizer must keep are kept by the prior too
+    anchors = ColorizerAnchors(Corrector(LevinFill(**vars(LevinOptions())), EngineOptions()), EngineOptions(),
+                               _Green(), skin=SkinPrior(1.0, _LeftHalfSkin()))
+    light = np.full((1, 16, 16), 50.0, np.float32)
+    known_ab = np.full((1, 16, 16, 2), 30.0, np.float32)
+    keep = np.zeros((1, 16, 16), np.float32)
+    keep[:, :8, :] = 1.0
+    ab = anchors._colorize(light, [0], Conditions(), (known_ab, keep))
+    assert np.allclose(ab[0, :8, :8], 30.0)  # known and skin: kept
+    assert np.allclose(ab[0, 8:, :8], SKIN_AB)  # skin, not known: the prior (strength 1)
+    assert np.allclose(ab[0, 8:, 8:, 0], -40.0)  # neither: the colorizer's
+
+
+def test_skin_prior_is_off_by_default_and_checked(clip, tiny_model):
+    model = ModelOptions(weights=str(tiny_model))
+    engine = _engine(Conditions(), model=model)
+    assert engine.skin is None
+    from chromaflow.errors import InputError
+
+    with pytest.raises(InputError, match="skin_prior"):
+        _engine(Conditions(), EngineOptions(skin_prior=1.5), model=model)

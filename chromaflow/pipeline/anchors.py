@@ -242,12 +242,15 @@ class ColorizerAnchors(AnchorStrategy):
         colorizer: colours keyframes.
         hints: the prompt's object hints (:class:`~chromaflow.guidance.hints.PromptHints`),
             or ``None`` when the run has no prompt objects.
+        skin: the skin prior (:class:`~chromaflow.guidance.skin.SkinPrior`) applied to what the
+            colorizer gives, or ``None``.
     """
 
-    def __init__(self, corrector: Corrector, options, colorizer: Colorizer, hints=None) -> None:
+    def __init__(self, corrector: Corrector, options, colorizer: Colorizer, hints=None, skin=None) -> None:
         super().__init__(corrector, options)
         self.colorizer = colorizer
         self.hints = hints
+        self.skin = skin
 
     def frames_needed(self, shot: ShotPlan, conditions: Conditions) -> set[int]:
         need = set(shot.precomputed)
@@ -278,7 +281,10 @@ class ColorizerAnchors(AnchorStrategy):
                   known: Colors | None = None) -> np.ndarray:
         if self.hints is not None:
             return self.hints.colorize(self.colorizer, light, indices, conditions, known)
-        return self.colorizer.colorize(light, indices, conditions, known)
+        ab = self.colorizer.colorize(light, indices, conditions, known)
+        if self.skin is not None:  # carried colours the colorizer had to keep stay as they are
+            ab = self.skin.apply(light, ab, None if known is None else (known[1] >= 1.0).astype(np.float32))
+        return ab
 
     def start_shot(self, shot: ShotAnchors) -> None:
         if self.hints is not None:

@@ -143,9 +143,27 @@ def build_engine(
     hints = None
     if conditions.prompt and not conditions.references and parse_prompt(conditions.prompt).objects:
         hints = PromptHints(build("grounder", options.grounder), on_grounding, report)
+    skin = None
+    if not 0.0 <= options.engine.skin_prior <= 1.0:
+        raise InputError(f"skin_prior must be between 0 (off) and 1, got {options.engine.skin_prior:g}")
+    if options.engine.skin_prior and colorizer is not None:
+        skin = _skin_prior(options.engine.skin_prior, components.runtime)
+        if hints is not None and report:
+            log.info("the skin prior is not applied: the prompt names objects, and their colours win")
     matcher = functools.partial(options.matcher.build, components.runtime)
     return TemporalEngine(fill=fill, flow=flow, colorizer=colorizer, matcher=matcher, options=options.engine,
-                          hints=hints)
+                          hints=hints, skin=skin)
+
+
+def _skin_prior(strength: float, runtime: Runtime):
+    """The skin prior at ``strength``, its models loaded now (once per runtime), so a missing one is a
+    one-line error before any work."""
+    from chromaflow.guidance.skin import FaceSkin, SkinPrior
+
+    threads = int(getattr(runtime.options, "threads", 0) or 0)
+    finder = runtime.shared(("face-skin", threads, str(runtime.device)), lambda: FaceSkin(threads, str(runtime.device)))
+    finder.load()
+    return SkinPrior(strength, finder)
 
 
 def _build(components: Components, kind: str, choice):

@@ -96,6 +96,10 @@ class EngineOptions:
             resume or another worker takes them up); each window starts from
             the previous one's last coloured frame, carried along the motion,
             so the join shows no seam (0: never split).
+        skin_prior: at the keyframes a colorizer colours, faces' skin is pulled this
+            share of the way to a plausible skin chroma (:mod:`chromaflow.guidance.skin`;
+            0.5 measured in the model card; needs ``chromaflow[grounding]`` and three
+            model files); not with a prompt that names objects, whose colours win (0: off).
     """
 
     work_max_side: int = 384
@@ -113,6 +117,7 @@ class EngineOptions:
     direct_match: bool = True
     derive_keyframes: bool = True
     max_shot_frames: int = 1500
+    skin_prior: float = 0.0
 
 
 class TemporalEngine:
@@ -128,6 +133,8 @@ class TemporalEngine:
         options: :class:`EngineOptions`.
         hints: the prompt's object hints for any colorizer
             (:class:`~chromaflow.guidance.hints.PromptHints`), or ``None``.
+        skin: the skin prior of colorizer keyframes
+            (:class:`~chromaflow.guidance.skin.SkinPrior`), or ``None``.
     """
 
     def __init__(
@@ -138,8 +145,10 @@ class TemporalEngine:
         matcher=None,
         options: EngineOptions | None = None,
         hints=None,
+        skin=None,
     ) -> None:
         self.fill = fill
+        self.skin = skin
         self.flow = flow
         self.colorizer = colorizer
         self.hints = hints
@@ -179,7 +188,7 @@ class TemporalEngine:
         if self.colorizer is None:
             raise ValueError("a colorizer is needed without references")
         hints = self.hints if self.hints is not None and self.hints.begin(conditions) else None
-        return ColorizerAnchors(corrector, self.options, self.colorizer, hints)
+        return ColorizerAnchors(corrector, self.options, self.colorizer, hints, None if hints is not None else self.skin)
 
     # --------------------------------------------------------------- anchors
     def color_anchors(
