@@ -530,3 +530,29 @@ def test_bench_prompt_errors(bench_clips: Path, tmp_path: Path) -> None:
     assert_one_line_error(r, "box")
     r = invoke("bench", bench_clips, "--modes", "prompt", "--prompts", tmp_path / "none.toml", "--out", out)
     assert_one_line_error(r, "not found")
+
+
+def test_skin_prior_without_its_models_is_one_line_and_writes_nothing(clips, out_dir: Path, tmp_path: Path,
+                                                                       monkeypatch) -> None:
+    monkeypatch.setenv("CHROMAFLOW_CACHE", str(tmp_path / "c"))
+    monkeypatch.setenv("CHROMAFLOW_OFFLINE", "1")
+    monkeypatch.delenv("CHROMAFLOW_MODEL_DIR", raising=False)
+    r = invoke("colorize", clips.gray_audio_video, "-o", out_dir / "o.mp4", "--skin-prior", "0.5", "--work-size", "64")
+    assert_one_line_error(r, "skin_clothes_hair")
+    assert list_dir(out_dir) == []
+    r = invoke("colorize", clips.gray_audio_video, "-o", out_dir / "o.mp4", "--skin-prior", "1.5")
+    assert r.exit_code != 0 and list_dir(out_dir) == []
+
+
+def test_skin_prior_runs_with_the_mirror(clips, out_dir: Path, monkeypatch) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("ai_edge_litert")
+    shared = Path(__file__).resolve().parents[2] / "shared" / "models"
+    if not (shared / "skin_clothes_hair_pan_mobilenetv3.onnx").is_file():
+        pytest.skip("../shared/models is not beside this checkout")
+    monkeypatch.setenv("CHROMAFLOW_MODEL_DIR", str(shared))
+    out = out_dir / "o.mp4"
+    r = invoke("colorize", clips.gray_audio_video, "-o", out, "--skin-prior", "0.5", "--work-size", "64")
+    assert r.exit_code == 0, r.output
+    assert len(read_frames(out)) == N_FRAMES
+    assert "skin_prior = 0.5" in (out_dir / "o.mp4.chromaflow.toml").read_text()
