@@ -148,8 +148,6 @@ def build_engine(
         raise InputError(f"skin_prior must be between 0 (off) and 1, got {options.engine.skin_prior:g}")
     if options.engine.skin_prior and colorizer is not None:
         skin = _skin_prior(options.engine.skin_prior, components.runtime)
-        if hints is not None and report:
-            log.info("the skin prior is not applied: the prompt names objects, and their colours win")
     matcher = functools.partial(options.matcher.build, components.runtime)
     return TemporalEngine(fill=fill, flow=flow, colorizer=colorizer, matcher=matcher, options=options.engine,
                           hints=hints, skin=skin)

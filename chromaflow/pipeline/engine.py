@@ -188,6 +188,8 @@ class TemporalEngine:
         if self.colorizer is None:
             raise ValueError("a colorizer is needed without references")
         hints = self.hints if self.hints is not None and self.hints.begin(conditions) else None
+        if hints is not None and self.skin is not None and hints.report:
+            log.info("the skin prior is not applied: the prompt names objects, and their colours win")
         return ColorizerAnchors(corrector, self.options, self.colorizer, hints, None if hints is not None else self.skin)
 
     # --------------------------------------------------------------- anchors
