@@ -12,6 +12,7 @@ from chromaflow.color import (
     gray_to_lightness,
     guided_upsample,
     lab_to_rgb,
+    lightness_to_gray8,
     rgb_to_gray,
     rgb_to_lab,
 )
@@ -58,6 +59,9 @@ def test_gray_to_lightness_matches_lab_of_neutral_pixels() -> None:
     assert np.all(np.diff(light.ravel()) > 0)
     # float input in [0, 1] gives the same result
     np.testing.assert_allclose(gray_to_lightness(g.astype(np.float32) / 255.0), light, atol=1e-3)
+    # and back to 8-bit gray exactly
+    back = lightness_to_gray8(light)
+    assert back.dtype == np.uint8 and np.array_equal(back, g)
 
 
 def test_rgb_to_gray_is_opencv_bt601() -> None:

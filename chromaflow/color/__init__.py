@@ -6,6 +6,7 @@ from chromaflow.color.lab import (
     gray_to_lightness,
     lab_to_rgb,
     lightness_to_gray,
+    lightness_to_gray8,
     rgb_to_gray,
     rgb_to_lab,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "guided_upsample",
     "lab_to_rgb",
     "lightness_to_gray",
+    "lightness_to_gray8",
     "rgb_to_gray",
     "rgb_to_lab",
 ]

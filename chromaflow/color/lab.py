@@ -90,6 +90,11 @@ def lightness_to_gray(lightness: np.ndarray) -> np.ndarray:
     return np.interp(lightness, _LIGHTNESS_OF_GRAY, levels).astype(np.float32)
 
 
+def lightness_to_gray8(lightness: np.ndarray) -> np.ndarray:
+    """:func:`lightness_to_gray` as ``uint8`` gray in [0, 255] (what detectors and segmenters read)."""
+    return np.clip(np.rint(lightness_to_gray(lightness) * 255.0), 0, 255).astype(np.uint8)
+
+
 def compose_rgb(gray: np.ndarray, ab: np.ndarray) -> np.ndarray:
     """Combine the input gray with predicted chroma into an sRGB frame.
 

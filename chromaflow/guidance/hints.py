@@ -30,7 +30,7 @@ from dataclasses import replace
 import cv2
 import numpy as np
 
-from chromaflow.color.lab import lightness_to_gray
+from chromaflow.color.lab import lightness_to_gray8
 from chromaflow.colorizers.base import Carried, Colorizer
 from chromaflow.guidance.conditions import Conditions
 from chromaflow.guidance.grounding import Grounder, GroundingCallback, object_phrases
@@ -105,7 +105,7 @@ class PromptHints:
         finds nothing and the motion is reliable.
         """
         assert self.prompt is not None, "begin() a run with a prompt first"
-        gray = np.clip(np.rint(lightness_to_gray(lightness) * 255.0), 0, 255).astype(np.uint8)
+        gray = lightness_to_gray8(lightness)
         grounding = self.grounder.ground(gray, self.prompt)
         ab, conf = grounding.hint_ab, grounding.hint_conf
         if carried is not None and carried.anchor in self._recent:

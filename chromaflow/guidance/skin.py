@@ -24,7 +24,7 @@ import threading
 
 import numpy as np
 
-from chromaflow.color.lab import lightness_to_gray
+from chromaflow.color.lab import lightness_to_gray8
 
 #: the prior's Lab ab: per training image with a detected face, the mean ground-truth ab of its face
 #: skin; the median over the 283 such images of the training split (photos and video frames), by
@@ -121,7 +121,7 @@ class SkinPrior:
         """
         out = np.asarray(ab, np.float32).copy()
         for i in range(len(out)):
-            gray = np.clip(np.rint(lightness_to_gray(lightness[i]) * 255.0), 0, 255).astype(np.uint8)
+            gray = lightness_to_gray8(lightness[i])
             weight = self.finder(gray)
             if keep is not None:
                 weight = weight * (1.0 - np.clip(keep[i], 0.0, 1.0))
