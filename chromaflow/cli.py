@@ -695,6 +695,11 @@ def train(
     stop_at: Annotated[
         int | None, typer.Option(help="Pause after this step (checkpoint written; continue with --resume).")
     ] = None,
+    max_minutes: Annotated[
+        float | None,
+        typer.Option(help="Pause the same way once this many minutes have passed (a machine lent for a time).",
+                     min=0),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
 ) -> None:
     """Train the embedded colorization model (diffusion or the regression baseline) on photos."""
@@ -705,7 +710,7 @@ def train(
     if config is None and not resume:
         raise InputError("give --config FILE to start a run, or --resume to continue one")
     cfg = load_config(config) if config is not None else None
-    weights = run_training(cfg, out, resume=resume, quiet=quiet, stop_at=stop_at,
+    weights = run_training(cfg, out, resume=resume, quiet=quiet, stop_at=stop_at, max_minutes=max_minutes,
                            echo=(lambda _m: None) if quiet else typer.echo)
     if weights is not None:
         logging.getLogger("chromaflow").info("weights: %s", weights)

@@ -185,6 +185,8 @@ def test_train_command_errors(tmp_path):
     assert r.exit_code == 2 and "nothing to resume" in r.output
     r = runner.invoke(app, ["train", str(tmp_path / "run"), "--config", str(tmp_path / "none.toml")])
     assert r.exit_code == 2 and "not found" in r.output
+    r = runner.invoke(app, ["train", str(tmp_path / "run"), "--resume", "--max-minutes", "-1"])
+    assert r.exit_code == 2 and "max-minutes" in r.output
 
 
 def test_cache_module_lists_photos(tmp_path):
@@ -382,3 +384,104 @@ def test_regression_loss_options(photos, tmp_path, fake_text):
     bad.write_text(bad.read_text().replace('kind = "regression"', 'kind = "regression"\nloss = "huber"'))
     with pytest.raises(InputError, match="train.loss"):
         load_config(bad)
+
+
+def write_pack_config(tmp_path, photos, frames, pack, steps=3, workers=1):
+    cfg = tmp_path / "pack.toml"
+    cfg.write_text(f"""
+[data]
+photos = "{photos}"
+frames = "{frames}"
+val_fraction = 0.34
+frames_val_fraction = 0.25
+frames_share = 0.5
+crop_size = 64
+pack = "{pack}"
+workers = {workers}
+[model]
+widths = [8, 8, 16, 16]
+emb_dim = 16
+heads = 2
+[train]
+kind = "regression"
+loss = "psnr"
+steps = {steps}
+batch_size = 4
+warmup = 1
+threads = 1
+log_every = 1
+val_every = 2
+checkpoint_every = 2
+""")
+    return cfg
+
+
+def test_training_pack_built_read_and_trained_from(photos, frames, tmp_path, fake_text):
+    from chromaflow.training.pack import Pack, PackSpec, build_pack, pack_size, packed_sources
+
+    cfg = load_config(write_pack_config(tmp_path, photos, frames, tmp_path / "pack"))
+    folder = build_pack(cfg.data, tmp_path / "pack", PackSpec(short_side=48, include_val=True), quiet=True)
+    assert not (tmp_path / "pack.part").exists() and (folder / "encoder.safetensors").is_file()
+    with pytest.raises(InputError, match="already exists"):
+        build_pack(cfg.data, folder, quiet=True)
+    pack = Pack(folder)
+    # the cache's split: the same held-out photos and clips
+    _, val = split_photos(cache_mod.list_photos(photos), 0.34, 0)
+    assert sorted(pack.entries[i]["name"] for i in pack.select("photos", "val")) == [p.name for p in val]
+    assert len(pack.select("frames", "val")) == 3 and len(pack.entries) == 6 + 12
+    assert all(min(im.shape[:2]) == 48 for im in pack.images)  # shrunk to the short side (72 -> 48)
+    assert pack_size(folder) > (folder / "images.bin").stat().st_size
+    # without the validation images, and refusing a config split otherwise
+    small = build_pack(cfg.data, tmp_path / "small", PackSpec(short_side=48), quiet=True, encoder_weights=False)
+    assert {e["split"] for e in Pack(small).entries} == {"train"}
+    from dataclasses import replace
+
+    with pytest.raises(InputError, match="split with"):
+        packed_sources(folder, replace(cfg.data, split_seed=3), torch.device("cpu"))
+    sources, shares, vals = packed_sources(folder, cfg.data, torch.device("cpu"))
+    assert shares == [0.5, 0.5] and set(vals) == {"photos", "frames"}
+    b = sources[0].batch(np.array([0, 1, 1]), np.random.default_rng(5))
+    assert [f.shape for f in b["feats"]] == [(3, 40, 8, 8), (3, 112, 4, 4), (3, 320, 2, 2)]
+    assert b["lightness"].shape == (3, 1, 16, 16) and b["ab"].shape == (3, 2, 16, 16)
+    assert b["palette"].shape == (3, 5, 3) and b["text"].shape == (3, 384)
+    again = sources[0].batch(np.array([0, 1, 1]), np.random.default_rng(5))
+    assert torch.equal(b["ab"], again["ab"]) and torch.equal(b["feats"][2], again["feats"][2])
+    assert not torch.equal(b["ab"][1], b["ab"][2])  # two fresh random crops of the same image
+    # threads cut the same crops
+    threaded, _, _ = packed_sources(folder, replace(cfg.data, workers=3), torch.device("cpu"))
+    c = threaded[0].batch(np.array([0, 1, 1]), np.random.default_rng(5))
+    assert torch.equal(b["ab"], c["ab"]) and torch.equal(b["feats"][0], c["feats"][0])
+    v1, v2 = vals["photos"].batch(np.array([0])), vals["photos"].batch(np.array([0]))
+    assert torch.equal(v1["ab"], v2["ab"])  # validation: the centre crop
+
+    # a run from the pack: reproducible, resumes exactly, pauses on a time limit
+    full = train(cfg, tmp_path / "full", quiet=True, echo=lambda m: None)
+    lines: list[str] = []
+    assert train(cfg, tmp_path / "part", quiet=True, echo=lines.append, max_minutes=0) is None
+    assert any("paused at step 0 (0 min used)" in m for m in lines)
+    assert any("training pack" in m and "encoder on cpu" in m for m in lines)
+    resumed = train(None, tmp_path / "part", resume=True, quiet=True, echo=lines.append)
+    a, _ = load_model(full)
+    r, _ = load_model(resumed)
+    for (k, va), vb in zip(a.state_dict().items(), r.state_dict().values()):
+        assert torch.equal(va, vb), k
+    assert "val_frames_ab_rmse" in (tmp_path / "full" / "metrics.jsonl").read_text()
+
+
+def test_training_device_and_pack_errors(photos, frames, tmp_path):
+    from chromaflow.training.pack import PackSpec
+
+    bad = write_pack_config(tmp_path, photos, frames, tmp_path / "pack")
+    bad.write_text(bad.read_text().replace('kind = "regression"', 'kind = "regression"\ndevice = "gpu"'))
+    with pytest.raises(InputError, match="train.device"):
+        load_config(bad)
+    with pytest.raises(InputError, match="format"):
+        PackSpec(image_format="png")
+    cfg = load_config(write_pack_config(tmp_path, photos, frames, tmp_path / "missing"))
+    with pytest.raises(InputError, match="not a training pack"):
+        train(cfg, tmp_path / "run", quiet=True, echo=lambda m: None)
+    if not torch.cuda.is_available():
+        from dataclasses import replace
+
+        with pytest.raises(InputError, match="no CUDA device"):
+            train(replace(cfg, device="cuda"), tmp_path / "run2", quiet=True, echo=lambda m: None)

@@ -19,7 +19,6 @@ import numpy as np
 
 from chromaflow.color.lab import rgb_to_lab
 from chromaflow.errors import InputError
-from chromaflow.io.naming import VIDEO_EXTENSIONS
 
 PALETTE_SIZE = 5
 _HEX = re.compile(r"^#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})$")
@@ -242,6 +241,8 @@ def parse_palette_spec(spec: str, seed: int = 0, video=None) -> Palette:
             "content tags: %s", ", ".join(f"{name} ({p:.2f})" for name, p in tagged.tags)
         )
         return tagged.palette
+    from chromaflow.io.naming import VIDEO_EXTENSIONS  # local import: the io package loads PyAV
+
     path = Path(spec)
     if path.exists() and (path.is_dir() or path.suffix.lower() in VIDEO_EXTENSIONS):
         return palette_from_video(path, seed=seed)

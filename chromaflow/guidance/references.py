@@ -10,7 +10,6 @@ import cv2
 from chromaflow.errors import InputError
 from chromaflow.guidance.conditions import Reference
 from chromaflow.guidance.palette import is_grayscale_image
-from chromaflow.io.source import open_source
 
 log = logging.getLogger("chromaflow")
 
@@ -34,6 +33,8 @@ def load_reference(path: str | Path, frame: int | None, width: int, height: int,
         raise InputError(f"reference image not found: {p}")
     if frame is not None and not 0 <= frame < n_frames:
         raise InputError(f"--reference-frame {frame} is outside the video (frames 0 to {n_frames - 1})")
+    from chromaflow.io.source import open_source  # local import: the io package loads PyAV
+
     with open_source(p) as src:
         if src.info.n_frames != 1:
             raise InputError(f"reference {p} must be a single image")

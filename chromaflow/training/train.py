@@ -16,6 +16,7 @@ import json
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +49,12 @@ class CachedCrops:
         self.text = np.load(folder / "text.npy")
         self.count = len(self.ab)
 
-    def batch(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
+    def chroma(self, idx: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
+        """``(B, 2, s/4, s/4)`` ground-truth chroma of crops ``idx`` (``rng``: unused, the crops are fixed)."""
+        return torch.from_numpy(np.ascontiguousarray(self.ab[idx])).float()
+
+    def batch(self, idx: np.ndarray, rng: np.random.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Crops ``idx`` as float32 CPU tensors (``rng``: unused, the crops are fixed)."""
         t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).float()  # noqa: E731
         return {
             "feats": tuple(t(f[idx]) for f in self.feats),
@@ -60,9 +66,13 @@ class CachedCrops:
 
 
 class MixedCrops:
-    """Training batches drawn from several caches in fixed shares (photos and video frames)."""
+    """Training batches drawn from several sources in fixed shares (photos and video frames).
 
-    def __init__(self, sources: list[CachedCrops], shares: list[float]) -> None:
+    A source is a :class:`CachedCrops` or a :class:`~chromaflow.training.pack.PackedCrops`: anything
+    with ``count``, ``batch(idx, rng)`` and ``chroma(idx, rng)``.
+    """
+
+    def __init__(self, sources: list, shares: list[float]) -> None:
         if len(sources) != len(shares) or not sources:
             raise ValueError("one share per source")
         self.sources = sources
@@ -78,7 +88,7 @@ class MixedCrops:
         return n.tolist()
 
     def draw(self, rng: np.random.Generator, batch_size: int) -> dict[str, torch.Tensor]:
-        parts = [src.batch(rng.integers(0, src.count, size=k))
+        parts = [src.batch(rng.integers(0, src.count, size=k), rng)
                  for src, k in zip(self.sources, self.counts(batch_size)) if k]
         if len(parts) == 1:
             return parts[0]
@@ -87,7 +97,8 @@ class MixedCrops:
 
     def ab_sample(self, rng: np.random.Generator, count: int = 2000) -> torch.Tensor:
         """``(count, 2, h, w)`` ground-truth chroma drawn in the training shares (for the bin prior)."""
-        return self.draw(rng, count)["ab"]
+        return torch.cat([src.chroma(rng.integers(0, src.count, size=k), rng)
+                          for src, k in zip(self.sources, self.counts(count)) if k])
 
 
 def make_hints(ab: torch.Tensor, drop: DropConfig, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,7 +128,7 @@ def make_hints(ab: torch.Tensor, drop: DropConfig, rng: np.random.Generator) -> 
             n = max(1, int(round(share * h * w)))
             cells = rng.choice(h * w, size=n, replace=False)
             mask[i].flat[cells] = 1.0
-    m = torch.from_numpy(mask)[:, None]
+    m = torch.from_numpy(mask)[:, None].to(ab.device)
     return ab * m, m
 
 
@@ -175,14 +186,15 @@ def training_loss(
     ab = batch["ab"]
     b = ab.shape[0]
     x0 = ab / AB_SCALE
+    dev = ab.device
     hints, mask = make_hints(ab, drop, rng)
-    palette_on = torch.from_numpy(rng.random(b) >= drop.palette)
-    text_on = torch.from_numpy(rng.random(b) >= drop.text)
-    if kind == "diffusion":
-        t = torch.rand(b, generator=gen)
-        x_t = q_sample(x0, t, torch.randn(x0.shape, generator=gen))
+    palette_on = torch.from_numpy(rng.random(b) >= drop.palette).to(dev)
+    text_on = torch.from_numpy(rng.random(b) >= drop.text).to(dev)
+    if kind == "diffusion":  # noise from the CPU generator, so a step's noise does not depend on the device
+        t = torch.rand(b, generator=gen).to(dev)
+        x_t = q_sample(x0, t, torch.randn(x0.shape, generator=gen).to(dev))
     else:
-        t = torch.ones(b)
+        t = torch.ones(b, device=dev)
         x_t = torch.zeros_like(x0)
     args = (x_t, t, batch["lightness"], hints, mask, batch["feats"], batch["palette"], palette_on,
             batch["text"], text_on)
@@ -206,28 +218,30 @@ def training_loss(
 
 
 @torch.no_grad()
-def validate(model: ChromaUNet, data: CachedCrops, kind: str, batch_size: int = 64) -> dict[str, float]:
+def validate(model: ChromaUNet, data, kind: str, batch_size: int = 64) -> dict[str, float]:
     """Mean chroma error on the validation crops with no conditions.
 
     For diffusion the prediction is the one from pure noise (``t = 1``), the
     model's estimate of the conditional mean; for regression the prediction.
+    ``data`` is a :class:`CachedCrops` or a pack's validation source; the batches go to the model's device.
     Returns ``ab_rmse`` and ``ab_l1`` in Lab units, ``spread_ratio`` (the predicted chroma's
     :func:`chroma_spread` over the ground truth's, summed over crops: below 1 = muted), and for a network with a
     chroma-bin head ``bins_rmse`` / ``bins_l1`` of its mean read-out (``T = 1``).
     """
     model.eval()
+    dev = next(model.parameters()).device
     gen = torch.Generator().manual_seed(1234)
     bins = model.config.bins
     sums = {"se": 0.0, "ae": 0.0, "bse": 0.0, "bae": 0.0, "sp": 0.0, "st": 0.0}
     n = 0
     for start in range(0, data.count, batch_size):
         idx = np.arange(start, min(start + batch_size, data.count))
-        batch = data.batch(idx)
+        batch = to_device(data.batch(idx), dev)
         b = len(idx)
         x0 = batch["ab"] / AB_SCALE
-        off = torch.zeros(b, dtype=torch.bool)
-        t = torch.ones(b)
-        x_t = torch.randn(x0.shape, generator=gen) if kind == "diffusion" else torch.zeros_like(x0)
+        off = torch.zeros(b, dtype=torch.bool, device=dev)
+        t = torch.ones(b, device=dev)
+        x_t = torch.randn(x0.shape, generator=gen).to(dev) if kind == "diffusion" else torch.zeros_like(x0)
         zeros = torch.zeros_like(batch["lightness"])
         out = model(x_t, t, batch["lightness"], torch.zeros_like(x0), zeros, batch["feats"], batch["palette"],
                     off, batch["text"], off, return_bins=bool(bins))
@@ -248,6 +262,11 @@ def validate(model: ChromaUNet, data: CachedCrops, kind: str, batch_size: int = 
     if bins:
         result.update(bins_rmse=math.sqrt(sums["bse"] / n), bins_l1=sums["bae"] / n)
     return result
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    """A batch's tensors (and the tuple of feature maps) on ``device``."""
+    return {k: tuple(x.to(device) for x in v) if isinstance(v, tuple) else v.to(device) for k, v in batch.items()}
 
 
 def _lr(cfg: TrainConfig, step: int) -> float:
@@ -350,6 +369,7 @@ def train(
     quiet: bool = False,
     echo: Callable[[str], None] = print,
     stop_at: int | None = None,
+    max_minutes: float | None = None,
 ) -> Path | None:
     """Run (or resume) training; returns the path of the exported ``model.safetensors``.
 
@@ -363,7 +383,11 @@ def train(
             weights so far as ``model_step<N>.safetensors``; continue with
             ``resume=True``), for runs split over several sessions.  Returns
             ``None`` when paused before the end.
+        max_minutes: pause the same way once this much wall-clock time has
+            passed since the call (data loading included), for a machine lent
+            for a fixed time.
     """
+    deadline = None if max_minutes is None else time.time() + 60.0 * max_minutes
     paths = RunPaths(Path(out_dir))
     state = None
     if resume:
@@ -391,17 +415,27 @@ def train(
         echo(line)
 
     torch.set_num_threads(cfg.threads)
-    caches = prepare_caches(cfg, lambda m: log(m), quiet=quiet)
-    sources, shares = [CachedCrops(caches.photo_train)], [1.0]
-    vals = {"photos": CachedCrops(caches.photo_val)}
-    if caches.frame_train is not None:
-        sources.append(CachedCrops(caches.frame_train))
-        shares = [1.0 - cfg.data.frames_share, cfg.data.frames_share]
-        vals["frames"] = CachedCrops(caches.frame_val)
+    device = torch.device(cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"train.device is {cfg.device!r} but torch sees no CUDA device here")
+    if cfg.data.pack:
+        from chromaflow.training.pack import packed_sources
+
+        sources, shares, vals = packed_sources(cfg.data.pack, cfg.data, device, log=lambda m: log(m))
+    else:
+        caches = prepare_caches(cfg, lambda m: log(m), quiet=quiet)
+        sources, shares = [CachedCrops(caches.photo_train)], [1.0]
+        vals = {"photos": CachedCrops(caches.photo_val)}
+        if caches.frame_train is not None:
+            sources.append(CachedCrops(caches.frame_train))
+            shares = [1.0 - cfg.data.frames_share, cfg.data.frames_share]
+            vals["frames"] = CachedCrops(caches.frame_val)
     data = MixedCrops(sources, shares)
-    log(f"{cfg.kind}: {' + '.join(str(s.count) for s in sources)} training crops (shares "
-        f"{', '.join(f'{x:g}' for x in shares)}), {' + '.join(str(v.count) for v in vals.values())} validation "
-        f"crops, {cfg.steps} steps")
+    unit = "images (fresh crops every step)" if cfg.data.pack else "crops"
+    held = (f"{' + '.join(str(v.count) for v in vals.values())} validation {unit.split()[0]}" if vals
+            else "no validation set here (validate the weights afterwards)")
+    log(f"{cfg.kind}: {' + '.join(str(s.count) for s in sources)} training {unit} (shares "
+        f"{', '.join(f'{x:g}' for x in shares)}), {held}, {cfg.steps} steps")
 
     torch.manual_seed(cfg.seed)
     model = ChromaUNet(cfg.model)
@@ -410,6 +444,7 @@ def train(
     if state is None and cfg.model.bins:
         model.bin_prior.copy_(bin_prior(data.ab_sample(np.random.default_rng([cfg.seed, 7])), cfg.model.bins,
                                         cfg.model.bin_step))
+    model.to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step = 0
@@ -424,47 +459,61 @@ def train(
     start_step = step
     running = 0.0
     n_running = 0
-    while step < cfg.steps:
-        if stop_at is not None and step >= stop_at:
-            _save_checkpoint(paths.checkpoint, cfg, model, ema, opt, step)
-            snapshot = paths.root / f"model_step{step}.safetensors"  # the EMA weights so far, usable as they are
-            save_model(ema, snapshot, kind=cfg.kind, extra={"steps": str(step), "seed": str(cfg.seed)})
-            log(f"paused at step {step} (weights so far: {snapshot}); continue with --resume")
-            return None
-        rng = np.random.default_rng([cfg.seed, step])
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-        batch = data.draw(rng, cfg.batch_size)
-        for group in opt.param_groups:
-            group["lr"] = _lr(cfg, step)
-        loss = training_loss(model, batch, cfg.kind, cfg.drop, rng, gen, bin_loss=cfg.bin_loss, loss=cfg.loss,
-                             spread_loss=cfg.spread_loss, spread_target=cfg.spread_target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        with torch.no_grad():
-            decay = min(cfg.ema, (1 + step) / (10 + step))
-            for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.lerp_(pm, 1 - decay)
-        step += 1
-        running += float(loss.detach())
-        n_running += 1
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            rate = (step - start_step) / max(1e-9, time.time() - t_start)
-            eta_min = (cfg.steps - step) / max(rate, 1e-9) / 60
-            log(f"step {step}/{cfg.steps} loss {running / n_running:.5f} lr {_lr(cfg, step - 1):.2e} "
-                f"{rate:.2f} steps/s, about {eta_min:.0f} min left", step=step, loss=running / n_running)
-            running, n_running = 0.0, 0
-        if step % cfg.val_every == 0 or step == cfg.steps:
-            for name, val in vals.items():
-                v = validate(ema, val, cfg.kind)
-                extra = f", bins mean L1 {v['bins_l1']:.3f}" if "bins_l1" in v else ""
-                prefix = "val_" if name == "photos" else f"val_{name}_"
-                log(f"validation ({name}) at step {step}: ab RMSE {v['ab_rmse']:.3f}, ab L1 {v['ab_l1']:.3f}, "
-                    f"spread {v['spread_ratio']:.3f} of the truth's{extra} "
-                    "(EMA, no conditions)", step=step, **{f"{prefix}{k}": x for k, x in v.items()})
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            _save_checkpoint(paths.checkpoint, cfg, model, ema, opt, step)
+
+    def draw(k: int) -> tuple[np.random.Generator, dict[str, torch.Tensor]]:
+        rng = np.random.default_rng([cfg.seed, k])
+        return rng, to_device(data.draw(rng, cfg.batch_size), device)
+
+    # the next step's batch is cut (and, from a pack, encoded) in a thread while this step trains; the batch and
+    # the generator's state after it are the same as drawn in line, so results do not depend on it
+    prefetch = ThreadPoolExecutor(1, thread_name_prefix="chromaflow-batches")
+    upcoming = prefetch.submit(draw, step) if step < cfg.steps else None
+    try:
+        while step < cfg.steps:
+            out_of_time = deadline is not None and time.time() >= deadline
+            if (stop_at is not None and step >= stop_at) or out_of_time:
+                _save_checkpoint(paths.checkpoint, cfg, model, ema, opt, step)
+                snapshot = paths.root / f"model_step{step}.safetensors"  # the EMA weights so far, usable as is
+                save_model(ema, snapshot, kind=cfg.kind, extra={"steps": str(step), "seed": str(cfg.seed)})
+                why = f" ({max_minutes:g} min used)" if out_of_time else ""
+                log(f"paused at step {step}{why} (weights so far: {snapshot}); continue with --resume")
+                return None
+            rng, batch = upcoming.result()
+            upcoming = prefetch.submit(draw, step + 1) if step + 1 < cfg.steps else None
+            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+            for group in opt.param_groups:
+                group["lr"] = _lr(cfg, step)
+            loss = training_loss(model, batch, cfg.kind, cfg.drop, rng, gen, bin_loss=cfg.bin_loss, loss=cfg.loss,
+                                 spread_loss=cfg.spread_loss, spread_target=cfg.spread_target)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            with torch.no_grad():
+                decay = min(cfg.ema, (1 + step) / (10 + step))
+                for pe, pm in zip(ema.parameters(), model.parameters()):
+                    pe.lerp_(pm, 1 - decay)
+            step += 1
+            running += float(loss.detach())
+            n_running += 1
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                rate = (step - start_step) / max(1e-9, time.time() - t_start)
+                eta_min = (cfg.steps - step) / max(rate, 1e-9) / 60
+                log(f"step {step}/{cfg.steps} loss {running / n_running:.5f} lr {_lr(cfg, step - 1):.2e} "
+                    f"{rate:.2f} steps/s, about {eta_min:.0f} min left", step=step, loss=running / n_running)
+                running, n_running = 0.0, 0
+            if step % cfg.val_every == 0 or step == cfg.steps:
+                for name, val in vals.items():
+                    v = validate(ema, val, cfg.kind)
+                    extra = f", bins mean L1 {v['bins_l1']:.3f}" if "bins_l1" in v else ""
+                    prefix = "val_" if name == "photos" else f"val_{name}_"
+                    log(f"validation ({name}) at step {step}: ab RMSE {v['ab_rmse']:.3f}, ab L1 {v['ab_l1']:.3f}, "
+                        f"spread {v['spread_ratio']:.3f} of the truth's{extra} "
+                        "(EMA, no conditions)", step=step, **{f"{prefix}{k}": x for k, x in v.items()})
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                _save_checkpoint(paths.checkpoint, cfg, model, ema, opt, step)
+    finally:
+        prefetch.shutdown(wait=True, cancel_futures=True)
     save_model(ema, paths.weights, kind=cfg.kind, extra={"steps": str(cfg.steps), "seed": str(cfg.seed)})
     log(f"wrote {paths.weights}")
     return paths.weights
