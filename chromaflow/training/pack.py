@@ -275,8 +275,8 @@ class PackedCrops:
         """A batch like :meth:`CachedCrops.batch`: ``feats`` on the encoder's device, the rest on the CPU."""
         cuts = self._cuts(idx, rng)
         gray = torch.from_numpy(np.stack([c[0] for c in cuts])).to(self.device).float().div_(255.0)
-        with torch.inference_mode():
-            feats = tuple(f.float().clone() for f in self.encoder(gray_input(gray))[1:])
+        with torch.no_grad():  # not inference_mode: the maps enter the autograd graph of the training step
+            feats = tuple(f.float() for f in self.encoder(gray_input(gray))[1:])
         images = self.indices[idx]
         captions = np.array([self.pack.entries[int(i)]["caption"] for i in images], np.int64)
         t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).float()  # noqa: E731
