@@ -485,3 +485,22 @@ def test_training_device_and_pack_errors(photos, frames, tmp_path):
 
         with pytest.raises(InputError, match="no CUDA device"):
             train(replace(cfg, device="cuda"), tmp_path / "run2", quiet=True, echo=lambda m: None)
+
+
+def test_encoder_feature_weights_round_trip(tmp_path):
+    from safetensors.torch import save_file
+
+    from chromaflow.models.efficientnet import HEAD_PREFIXES, feature_state, load_efficientnet_lite0
+
+    net = load_efficientnet_lite0(pretrained=False, seed=3)
+    state = feature_state(net)
+    assert state and not any(k.startswith(HEAD_PREFIXES) for k in state)
+    save_file(state, str(tmp_path / "enc.safetensors"))
+    back = load_efficientnet_lite0(pretrained=True, weights=tmp_path / "enc.safetensors")
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        for a, b in zip(net(x), back(x)):  # float16 weights: close, not equal
+            assert torch.allclose(a, b, rtol=0.02, atol=0.02 * float(a.abs().max()))
+    save_file({"x": torch.zeros(2)}, str(tmp_path / "bad.safetensors"))
+    with pytest.raises(InputError, match="not EfficientNet-Lite0"):
+        load_efficientnet_lite0(pretrained=True, weights=tmp_path / "bad.safetensors")

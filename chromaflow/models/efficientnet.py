@@ -57,6 +57,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from chromaflow.errors import InputError
+
 __all__ = [
     "FEATURE_CHANNELS",
     "FEATURE_STRIDES",
@@ -242,7 +244,7 @@ def load_efficientnet_lite0(pretrained: bool = True, seed: int = 0, weights=None
         result = net.load_state_dict({k: v.float() for k, v in load_file(str(weights)).items()}, strict=False)
         missing = [k for k in result.missing_keys if not k.startswith(HEAD_PREFIXES)]
         if missing or result.unexpected_keys:
-            raise ValueError(f"{weights}: not EfficientNet-Lite0 feature weights "
+            raise InputError(f"{weights}: not EfficientNet-Lite0 feature weights "
                              f"(missing {missing[:3]}, unexpected {result.unexpected_keys[:3]})")
     elif pretrained:
         state = torch.load(efficientnet_lite0_weights_path(), map_location="cpu", weights_only=True)
