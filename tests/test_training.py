@@ -485,6 +485,7 @@ def test_training_device_and_pack_errors(photos, frames, tmp_path):
 
         with pytest.raises(InputError, match="no CUDA device"):
             train(replace(cfg, device="cuda"), tmp_path / "run2", quiet=True, echo=lambda m: None)
+        assert not (tmp_path / "run2").exists()  # refused before anything is written
 
 
 def test_encoder_feature_weights_round_trip(tmp_path):

@@ -402,6 +402,9 @@ def train(
         raise InputError("a config is needed to start a run")
     elif paths.checkpoint.exists():
         raise InputError(f"{paths.root} already holds a run; use --resume or another folder")
+    device = torch.device(cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"train.device is {cfg.device!r} but torch sees no CUDA device here")
     paths.root.mkdir(parents=True, exist_ok=True)
     (paths.root / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
 
@@ -415,9 +418,6 @@ def train(
         echo(line)
 
     torch.set_num_threads(cfg.threads)
-    device = torch.device(cfg.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"train.device is {cfg.device!r} but torch sees no CUDA device here")
     if cfg.data.pack:
         from chromaflow.training.pack import packed_sources
 
