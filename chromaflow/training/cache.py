@@ -164,6 +164,15 @@ def _random_crop(rgb: np.ndarray, size: int, rng: np.random.Generator) -> np.nda
     return np.ascontiguousarray(crop)
 
 
+def at_least(rgb: np.ndarray, size: int) -> np.ndarray:
+    """``rgb`` upscaled (bicubic) so that its short side is at least ``size``; unchanged if it is."""
+    if min(rgb.shape[:2]) >= size:
+        return rgb
+    s = size / min(rgb.shape[:2])
+    return cv2.resize(rgb, (round(rgb.shape[1] * s + 0.5), round(rgb.shape[0] * s + 0.5)),
+                      interpolation=cv2.INTER_CUBIC)
+
+
 def _centre_crop(rgb: np.ndarray, size: int) -> np.ndarray:
     h, w = rgb.shape[:2]
     s = size / min(h, w)
@@ -247,10 +256,7 @@ def build_cache(
         rgb = read_rgb(path)
         if not spec.train:
             return [_centre_crop(rgb, size)]
-        if min(rgb.shape[:2]) < size:
-            s = size / min(rgb.shape[:2])
-            rgb = cv2.resize(rgb, (round(rgb.shape[1] * s + 0.5), round(rgb.shape[0] * s + 0.5)),
-                             interpolation=cv2.INTER_CUBIC)
+        rgb = at_least(rgb, size)
         return [_random_crop(rgb, size, rng) for _ in range(per)]
 
     pending: list[np.ndarray] = []

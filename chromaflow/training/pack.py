@@ -47,6 +47,7 @@ from chromaflow.progress import track
 from chromaflow.training.cache import (
     _centre_crop,
     _random_crop,
+    at_least,
     caption_for,
     crop_targets,
     list_photos,
@@ -250,12 +251,7 @@ class PackedCrops:
         if seed is None:
             crop = _centre_crop(rgb, self.crop_size)
         else:
-            size = self.crop_size
-            if min(rgb.shape[:2]) < size:
-                s = size / min(rgb.shape[:2])
-                rgb = cv2.resize(rgb, (round(rgb.shape[1] * s + 0.5), round(rgb.shape[0] * s + 0.5)),
-                                 interpolation=cv2.INTER_CUBIC)
-            crop = _random_crop(rgb, size, np.random.default_rng(seed))
+            crop = _random_crop(at_least(rgb, self.crop_size), self.crop_size, np.random.default_rng(seed))
         lightness, ab = crop_targets(crop)
         return rgb_to_gray(crop), lightness, ab
 
