@@ -152,7 +152,7 @@ class RunProgress:
         coloured = event.frames_done > self._base  # no speed before the first frame of this run
         doing = " · keyframes" if event.stage == "keyframes" and kind not in ("mux", "done") else ""
         if self._bar is not None:
-            left = _duration(event.eta) + " left" if event.eta is not None and kind != "done" else ""
+            left = format_duration(event.eta) + " left" if event.eta is not None and kind != "done" else ""
             self._bar.update(self._task, completed=event.frames_done,
                              shots=f"shots {event.shots_done}/{event.shots_total}{doing}",
                              rate=rate(event.fps) if coloured else "", eta=left)
@@ -160,7 +160,7 @@ class RunProgress:
             now = time.perf_counter()
             if kind in ("start", "done") or now - self._last_log >= self.interval:
                 self._last_log = now
-                eta = f", {_duration(event.eta)} left" if event.eta is not None and kind != "done" else ""
+                eta = f", {format_duration(event.eta)} left" if event.eta is not None and kind != "done" else ""
                 pct = 100.0 * event.frames_done / max(1, event.frames_total)
                 speed = f", {rate(event.fps)}" if coloured else ""
                 log.info("%s: %d/%d frames (%.0f%%), shots %d/%d%s%s%s", self.label, event.frames_done,
@@ -218,10 +218,11 @@ class RunProgress:
         self.stop()
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds < 90:
-        return f"{seconds} s"
-    if seconds < 5400:
-        return f"{seconds // 60} min"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+def format_duration(seconds: float) -> str:
+    """A duration for people: ``"42 s"``, ``"3 min 05 s"``, ``"1 h 02 min"``."""
+    s = int(round(seconds))
+    if s < 90:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"

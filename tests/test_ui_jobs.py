@@ -20,7 +20,7 @@ import chromaflow
 from chromaflow import ColorizeOptions, ReferenceSpec
 from chromaflow.errors import Cancelled, InputError
 from chromaflow.pipeline.preview import preview
-from chromaflow.progress import ProgressEvent
+from chromaflow.progress import ProgressEvent, format_duration
 from chromaflow.registry import Components
 from chromaflow.runtime import Runtime, RuntimeOptions
 from chromaflow.ui import views
@@ -380,7 +380,7 @@ def test_progress_line() -> None:
     e = ProgressEvent("frame", 6, 12, 0, 1, 1.25, 4.8)
     assert views.progress_line(e) == "frames 6/12 (50 %) · shots 0/1 · 1.2 frames/s · about 5 s left"
     assert views.progress_line(ProgressEvent("start", 0, 12, 0, 1, 0.0, None)) == "frames 0/12 (0 %) · shots 0/1"
-    assert views.duration(185) == "3 min 05 s" and views.duration(3720) == "1 h 02 min"
+    assert format_duration(185) == "3 min 05 s" and format_duration(3720) == "1 h 02 min"
 
 
 def test_palette_text_is_colors_never_a_path(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 from chromaflow.errors import ChromaflowError, InputError
 from chromaflow.io.naming import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from chromaflow.pipeline.options import ColorizeOptions
+from chromaflow.progress import format_duration
 from chromaflow.ui import views
 from chromaflow.ui.jobs import (
     MODES,
@@ -97,7 +98,7 @@ def describe_upload(path: Path) -> str:
     audio = f"{info.audio_streams} audio stream{'s' if info.audio_streams != 1 else ''} (kept)" \
         if info.audio_streams else "no audio"
     return f"video {info.width}×{info.height}, {info.n_frames} frames at {float(info.fps):.3g} fps " \
-           f"({views.duration(seconds)}), {audio}"
+           f"({format_duration(seconds)}), {audio}"
 
 
 def build_app(jobs: JobQueue, base: ColorizeOptions | None = None):

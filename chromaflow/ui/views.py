@@ -13,22 +13,12 @@ import cv2
 import numpy as np
 
 from chromaflow.errors import InputError
-from chromaflow.progress import ProgressEvent
+from chromaflow.progress import ProgressEvent, format_duration
 from chromaflow.ui.jobs import Job
 
 _MASK = re.compile(r"^frame_(\d+)_mask_(\d+)_([a-z0-9-]+?)(?:_([a-z0-9-]+))?\.png$")
 #: outline colours of the objects, in order
 _OUTLINES = ((255, 255, 255), (255, 220, 0), (0, 230, 255), (255, 80, 200), (120, 255, 120))
-
-
-def duration(seconds: float) -> str:
-    """``"42 s"``, ``"3 min 05 s"``, ``"1 h 02 min"``."""
-    s = int(round(seconds))
-    if s < 90:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60:02d} s"
-    return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
 def progress_line(event: ProgressEvent) -> str:
@@ -39,7 +29,7 @@ def progress_line(event: ProgressEvent) -> str:
     if event.fps > 0:
         parts.append(f"{event.fps:.1f} frames/s")
     if event.eta is not None and event.kind not in ("mux", "done"):
-        parts.append(f"about {duration(event.eta)} left")
+        parts.append(f"about {format_duration(event.eta)} left")
     return " · ".join(parts)
 
 
