@@ -83,7 +83,7 @@ class ModelOptions:
     model_side: int = 256
     max_side: int = 512
     max_group: int = 6
-    saturation: float = 1.1
+    saturation: float = 1.2
     blend: float = 1.0
     regression_weights: str | None = None
     bin_readout: bool = False
