@@ -132,6 +132,29 @@ def test_truncated_segment_is_redone(shots_clip, whole, tmp_path: Path, caplog) 
     _same(read_frames(out), whole)
 
 
+def test_a_segment_finished_but_not_yet_recorded_is_kept(shots_clip, whole, tmp_path: Path, caplog) -> None:
+    """Killed after a segment took its name but before the manifest listed it: the segment's own
+    description vouches for it and the resume keeps it; one whose file no longer matches is redone."""
+    video, ref, _ = shots_clip
+    out = tmp_path / "out.mp4"
+    with pytest.raises(KeyboardInterrupt):
+        chromaflow.colorize(video, out, _opts(ref), on_event=_StopAfter(2))
+    work = default_work_dir(out)
+    manifest_path = work / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    assert sorted(manifest["segments"]) == ["0", "1"]
+    del manifest["segments"]["0"], manifest["segments"]["1"]  # as if killed before either was recorded
+    manifest_path.write_text(json.dumps(manifest))
+    seg = work / "shot_00001.mkv"
+    seg.write_bytes(seg.read_bytes()[:-10])  # and the second one damaged since
+    with caplog.at_level("INFO", logger="chromaflow"):
+        chromaflow.colorize(video, out, _opts(ref))
+    assert "shot 1 was finished but not yet recorded" in caplog.text
+    assert "shot 2 was finished" not in caplog.text
+    assert "resuming: 1 of 3 shots done" in caplog.text
+    _same(read_frames(out), whole)
+
+
 def test_fresh_ignores_finished_shots(shots_clip, whole, tmp_path: Path, caplog) -> None:
     video, ref, _ = shots_clip
     out = tmp_path / "out.mp4"

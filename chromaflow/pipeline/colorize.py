@@ -400,14 +400,14 @@ def colorize(
         except KeyboardInterrupt:
             _stop(locals().get("progress"))
             work.release()
-            kept = len(work.manifest.get("segments", {}))
+            kept = work.kept()
             if kept:
                 log.warning("%d finished shot%s kept in %s: run the same command again to resume", kept,
                             "" if kept == 1 else "s", work.path)
             raise
         except BaseException:
             _stop(locals().get("progress"))
-            if work.manifest.get("segments"):
+            if work.kept():
                 work.release()  # finished shots stay for a resume
             else:
                 work.remove()  # nothing to resume: leave nothing behind

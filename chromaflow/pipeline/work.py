@@ -3,7 +3,10 @@
 A run writes each finished shot as a lossless segment (RGB H.264, ``libx264rgb``
 at CRF 0, in Matroska) into its work folder, and records it in
 ``manifest.json`` (atomically, after the segment is complete and renamed into
-place) with its frame count, timestamps, size and sha256.  The manifest also
+place) with its frame count, timestamps, size and sha256.  The same description
+is written beside the segment (``shot_NNNNN.json``) before the segment takes its
+name, so a run killed between the rename and the manifest's update loses no
+shot: the resume adopts a segment its description vouches for.  The manifest also
 holds the plan, the hash of the configuration that shapes the colours and a
 fingerprint of the input, so re-running the same command after a crash reuses
 every finished segment; another configuration, another input or a manifest of
@@ -89,6 +92,38 @@ class Segment:
     size: int
     sha256: str
 
+    def to_dict(self) -> dict:
+        """The manifest's entry (the shot is its key)."""
+        return {"file": self.file, "frames": self.frames, "pts": list(self.pts), "size": self.size,
+                "sha256": self.sha256}
+
+    @classmethod
+    def from_dict(cls, shot: int, raw: dict) -> Segment:
+        """Inverse of :meth:`to_dict`; ``KeyError``, ``TypeError`` or ``ValueError`` on a damaged entry."""
+        return cls(shot, str(raw["file"]), int(raw["frames"]), tuple(int(p) for p in raw["pts"]), int(raw["size"]),
+                   str(raw["sha256"]))
+
+    def intact(self, folder: Path) -> bool:
+        """Whether the file in ``folder`` still has the recorded size and sha256."""
+        path = folder / self.file
+        return path.is_file() and path.stat().st_size == self.size and sha256_of(path) == self.sha256
+
+
+def description_path(segment: Path) -> Path:
+    """Where a segment's own description (:meth:`Segment.to_dict`) lies: ``shot_NNNNN.json`` beside it."""
+    return segment.with_suffix(".json")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary name (``OSError`` on failure, no temporary left)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+
 
 class SegmentWriter:
     """Writes one shot's RGB frames losslessly to ``path`` (atomically: a temporary name until :meth:`close`)."""
@@ -136,9 +171,11 @@ class SegmentWriter:
             self._out.close()
             with open(self._tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
+            segment = Segment(shot, self.path.name, len(self.pts), tuple(self.pts), self._tmp.stat().st_size,
+                              sha256_of(self._tmp))
+            _write_atomic(description_path(self.path), json.dumps(segment.to_dict()))
             os.replace(self._tmp, self.path)
-        return Segment(shot, self.path.name, len(self.pts), tuple(self.pts), self.path.stat().st_size,
-                       sha256_of(self.path))
+        return segment
 
     def abort(self) -> None:
         try:
@@ -257,28 +294,59 @@ class WorkDir:
 
     def record(self, segment: Segment) -> None:
         """Add a finished segment to the manifest (atomically)."""
-        self.manifest["segments"][str(segment.shot)] = {
-            "file": segment.file, "frames": segment.frames, "pts": list(segment.pts), "size": segment.size,
-            "sha256": segment.sha256}
+        self.manifest["segments"][str(segment.shot)] = segment.to_dict()
         self._write_manifest()
 
     def finished(self, shots: Sequence[int]) -> dict[int, Segment]:
-        """The finished segments among ``shots`` that are intact; damaged ones are dropped (and redone)."""
+        """The finished segments among ``shots`` that are intact; damaged ones are dropped (and redone).
+
+        A segment the manifest does not list, but whose own description vouches
+        for it (a run killed after the segment took its name, before the
+        manifest was updated), is adopted.
+        """
         out = {}
+        adopted = False
         for i in shots:
             raw = self.manifest["segments"].get(str(i))
             if raw is None:
+                seg = self._described(i)
+                if seg is not None:
+                    log.info("shot %d was finished but not yet recorded by the interrupted run: kept", i + 1)
+                    self.manifest["segments"][str(i)] = seg.to_dict()
+                    out[i] = seg
+                    adopted = True
                 continue
-            seg = Segment(i, raw["file"], int(raw["frames"]), tuple(raw["pts"]), int(raw["size"]), raw["sha256"])
-            path = self.path / seg.file
-            if not path.is_file() or path.stat().st_size != seg.size or sha256_of(path) != seg.sha256:
+            try:
+                seg = Segment.from_dict(i, raw)
+            except (KeyError, TypeError, ValueError):
+                seg = None
+            if seg is None or not seg.intact(self.path):
+                path = self.segment_path(i)
                 log.warning("segment of shot %d is truncated or damaged (%s): colouring that shot again", i + 1,
                             path.name)
                 del self.manifest["segments"][str(i)]
                 path.unlink(missing_ok=True)
+                description_path(path).unlink(missing_ok=True)
                 continue
             out[i] = seg
+        if adopted:
+            self._write_manifest()
         return out
+
+    def kept(self) -> int:
+        """How many finished segments the folder holds (recorded, or described beside them; not verified)."""
+        recorded = {self.segment_path(int(i)).name for i in self.manifest.get("segments", {})}
+        described = {p.name for p in self.path.glob("shot_*.mkv") if description_path(p).is_file()}
+        return len(recorded | described)
+
+    def _described(self, shot: int) -> Segment | None:
+        """The segment of ``shot`` its description file vouches for (same name, size and sha256), if any."""
+        path = self.segment_path(shot)
+        try:
+            seg = Segment.from_dict(shot, json.loads(description_path(path).read_text(encoding="utf-8")))
+        except (OSError, KeyError, TypeError, ValueError):
+            return None
+        return seg if seg.file == path.name and seg.intact(self.path) else None
 
     def _read_manifest(self) -> dict | None:
         path = self.path / _MANIFEST
@@ -290,13 +358,9 @@ class WorkDir:
             return {"version": None, "chromaflow": "?"}
 
     def _write_manifest(self) -> None:
-        path = self.path / _MANIFEST
-        tmp = path.with_name(f".{_MANIFEST}.{os.getpid()}.tmp")
         try:
-            tmp.write_text(json.dumps(self.manifest), encoding="utf-8")
-            os.replace(tmp, path)
+            _write_atomic(self.path / _MANIFEST, json.dumps(self.manifest))
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise OutputError(f"cannot write the work folder {self.path}: {exc.strerror or exc}") from None
 
     def _clear(self) -> None:
