@@ -368,8 +368,8 @@ def test_regression_loss_options(photos, tmp_path, fake_text):
     net = ChromaUNet(cfg.model)
 
     def loss(**kw):
-        return float(training_loss(net, batch, "regression", cfg.drop, np.random.default_rng(0),
-                                   torch.Generator().manual_seed(0), **kw))
+        return training_loss(net, batch, "regression", cfg.drop, np.random.default_rng(0),
+                             torch.Generator().manual_seed(0), **kw).item()
 
     l1, mse, log_mse = loss(), loss(loss="mse"), loss(loss="psnr")
     assert len({l1, mse, log_mse}) == 3
